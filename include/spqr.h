@@ -68,6 +68,8 @@ typedef struct spqr_tokenizer spqr_tokenizer;
  * Anything else fails with SPQR_E_UNSUPPORTED or SPQR_E_FORMAT naming the file.
  */
 spqr_status spqr_tokenizer_load(const char *path, spqr_tokenizer **out, spqr_error *err);
+/* The same from n bytes in memory (not retained); `name` is used in messages. */
+spqr_status spqr_tokenizer_load_memory(const void *data, size_t n, const char *name, spqr_tokenizer **out, spqr_error *err);
 void spqr_tokenizer_free(spqr_tokenizer *tok);
 
 int spqr_tokenizer_vocab_size(const spqr_tokenizer *tok);
@@ -141,9 +143,11 @@ typedef enum spqr_dtype {
     SPQR_DTYPE_F32 = 0,
     SPQR_DTYPE_F16 = 1,
     SPQR_DTYPE_BF16 = 2,
+    SPQR_DTYPE_SPQR = 16, /* quantized: SpQR codes, bilevel statistics, fp16 outliers */
+    SPQR_DTYPE_GPTQ = 17, /* quantized: codes, fp16 scale and integer zero per group (GPTQ, RTN) */
 } spqr_dtype;
 
-/* Static name of a dtype ("F32", "F16", "BF16"). */
+/* Static name of a dtype ("F32", "F16", "BF16", "SPQR", "GPTQ"). */
 const char *spqr_dtype_name(spqr_dtype t);
 
 typedef struct spqr_tensor_info {
@@ -169,7 +173,9 @@ typedef struct spqr_load_opts {
  *    safetensors in F32, F16 or BF16, memory-mapped; the tokenizer is the directory's
  *    tokenizer.json;
  *  - a llama2.c legacy checkpoint (7 x int32 header, fp32); the tokenizer is opts->tokenizer_path,
- *    else tokenizer.bin, else tok<vocab_size>.bin in the checkpoint's directory.
+ *    else tokenizer.bin, else tok<vocab_size>.bin in the checkpoint's directory;
+ *  - a .spqr file written by spqr_quantize (docs/FORMAT.md): quantized layers stay memory-mapped
+ *    and are decoded on the fly; the tokenizer is the one embedded in the file.
  * Every size, offset, count and dimension is checked against the file; NaN or Inf weights are an
  * error naming the tensor. Weights are converted to fp32 (F32 data stays memory-mapped). `opts`
  * may be NULL. A missing tokenizer is not an error: spqr_model_tokenizer() then returns NULL.
@@ -179,6 +185,8 @@ void spqr_model_free(spqr_model *m);
 
 const spqr_config *spqr_model_config(const spqr_model *m);
 const spqr_tokenizer *spqr_model_tokenizer(const spqr_model *m); /* owned by the model; may be NULL */
+/* A .spqr file's JSON metadata (method, hyper-parameters, calibration, bits); NULL for other inputs. */
+const char *spqr_model_meta(const spqr_model *m);
 const char *spqr_model_path(const spqr_model *m);
 int spqr_model_n_tensors(const spqr_model *m);
 /* Fills *info for tensor i (0 <= i < n_tensors) in file order; returns SPQR_E_ARG if out of range. */
@@ -265,6 +273,69 @@ typedef struct spqr_ppl_result {
 /* Measures perplexity of `tokens` (already tokenized, BOS first) with context `c`. */
 spqr_status spqr_ppl_eval(spqr_ctx *c, const int32_t *tokens, size_t n_tokens, const spqr_ppl_opts *opts,
                           spqr_ppl_result *out, spqr_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Quantization: SpQR, GPTQ, RTN                                                                  */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum spqr_method { SPQR_METHOD_SPQR = 0, SPQR_METHOD_GPTQ = 1, SPQR_METHOD_RTN = 2 } spqr_method;
+
+typedef struct spqr_quant_module {
+    int block, n_blocks;      /* 1-based block index */
+    const char *module;       /* "self_attn.q_proj", ... */
+    int rows, cols;
+    double outlier_share;     /* SpQR: outliers / weights */
+    double rel_err;           /* ‖(W − Ŵ)X‖ / ‖WX‖ on the calibration inputs (NaN for RTN) */
+    double percdamp_used;     /* damping that made H positive definite (> requested: retried) */
+    double seconds;           /* this module */
+    double elapsed, eta;      /* whole run so far, and estimated time left */
+} spqr_quant_module;
+
+typedef struct spqr_quant_opts {
+    spqr_method method;
+    int wbits;                  /* bits per weight code */
+    int groupsize;              /* β1: input columns per statistics group; 0 = whole row */
+    int qq_bits;                /* SpQR: bits of the group scales and zeros (bilevel) */
+    int qq_groupsize;           /* SpQR: β2, output rows per second-level group */
+    double outlier_threshold;   /* SpQR: τ (relative); INFINITY disables outliers */
+    int act_order;              /* GPTQ/SpQR: permute columns by decreasing diag(H) */
+    double percdamp;            /* damping relative to mean(diag H) */
+    int simplified_outliers;    /* SpQR: skip the leave-one-out refit */
+    const char *const *calib_files; /* GPTQ/SpQR: calibration text files */
+    int n_calib_files;
+    int nsamples, seqlen;       /* calibration windows of seqlen tokens */
+    uint64_t seed;
+    int n_threads;              /* 0: all cores */
+    void (*progress)(const spqr_quant_module *mod, void *user); /* one call per quantized module; may be NULL */
+    void *progress_user;
+} spqr_quant_opts;
+
+/* The defaults of a method: SpQR = the paper's near-lossless config (w4, β1 = β2 = 16, q = 3,
+ * τ = 0.2, act order, percdamp 1.0); GPTQ = w4 g128, percdamp 0.01; RTN = w4 g128.
+ * Calibration 128 x 2048 tokens, seed 0. */
+spqr_quant_opts spqr_quant_defaults(spqr_method method);
+
+typedef struct spqr_quant_summary {
+    int64_t quantized_weights;  /* weights in quantized layers */
+    int64_t n_outliers;
+    double bits_paper;          /* the SpQR paper's accounting, over quantized layers */
+    double bits_file;           /* bytes of the quantized layers' blobs x 8 / quantized weights */
+    uint64_t file_bytes;        /* the whole .spqr file */
+    uint64_t kept_bytes;        /* 16/32-bit tensors kept as they are (embeddings, head, norms) */
+    double calib_seconds;       /* sampling + tokenizing the calibration data */
+    double seconds;             /* whole run */
+    int threads;
+} spqr_quant_summary;
+
+/*
+ * Quantizes every linear layer of the transformer blocks of `m`, layer by layer on calibration data
+ * (GPTQ/SpQR; RTN needs none), and writes a .spqr file to out_path atomically. Embeddings, output
+ * head and norms are kept in 16 bits (32-bit norms stay 32-bit). On success `m` itself runs the
+ * quantized weights (dequantized to fp32), so it can be evaluated at once; the model must have a
+ * tokenizer. On failure `m` may be partly quantized: free it. Same inputs and seed, same file.
+ */
+spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_opts *opts, spqr_quant_summary *summary,
+                          spqr_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Sampling                                                                                       */

@@ -2,7 +2,7 @@
 # Installs the Debian packages the build needs, if missing (as root, or through sudo).
 set -e
 need=""
-for p in libopenblas-dev liblapacke-dev zlib1g-dev clang; do
+for p in libopenblas-dev liblapacke-dev zlib1g-dev nettle-dev clang; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 [ -z "$need" ] && exit 0

@@ -13,8 +13,9 @@ extern const th_test suite_tokenizer[];
 extern const th_test suite_loaders[];
 extern const th_test suite_hostile[];
 extern const th_test suite_model[];
+extern const th_test suite_quant[];
 
-static const th_test *const suites[] = {suite_core, suite_tokenizer, suite_loaders, suite_hostile, suite_model};
+static const th_test *const suites[] = {suite_core, suite_tokenizer, suite_loaders, suite_hostile, suite_model, suite_quant};
 
 static int cur_failures, cur_skipped;
 static char skip_reason[256];

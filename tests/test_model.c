@@ -112,9 +112,9 @@ static float *ref_forward(const spqr_model *m, const int32_t *ids, int n) {
             const spqr_layer *L = &m->layers[l];
             double *Kl = K + (size_t)l * n * kvd, *Vl = Vc + (size_t)l * n * kvd;
             ref_rmsnorm(h, x, L->attn_norm, D, c->norm_eps);
-            ref_matvec(q, L->wq, L->bq, h, qd, D);
-            ref_matvec(Kl + (size_t)p * kvd, L->wk, L->bk, h, kvd, D);
-            ref_matvec(Vl + (size_t)p * kvd, L->wv, L->bv, h, kvd, D);
+            ref_matvec(q, L->wq.w, L->bq, h, qd, D);
+            ref_matvec(Kl + (size_t)p * kvd, L->wk.w, L->bk, h, kvd, D);
+            ref_matvec(Vl + (size_t)p * kvd, L->wv.w, L->bv, h, kvd, D);
             ref_rope(c, q, H, p);
             ref_rope(c, Kl + (size_t)p * kvd, KV, p);
             for (int hh = 0; hh < H; hh++) {
@@ -133,17 +133,17 @@ static float *ref_forward(const spqr_model *m, const int32_t *ids, int n) {
                     o[hh * hd + i] = acc;
                 }
             }
-            ref_matvec(t, L->wo, L->bo, o, D, qd);
+            ref_matvec(t, L->wo.w, L->bo, o, D, qd);
             for (int i = 0; i < D; i++) x[i] += t[i];
             ref_rmsnorm(h, x, L->ffn_norm, D, c->norm_eps);
-            ref_matvec(g, L->w_gate, NULL, h, F, D);
-            ref_matvec(u, L->w_up, NULL, h, F, D);
+            ref_matvec(g, L->w_gate.w, NULL, h, F, D);
+            ref_matvec(u, L->w_up.w, NULL, h, F, D);
             for (int i = 0; i < F; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
-            ref_matvec(t, L->w_down, NULL, g, D, F);
+            ref_matvec(t, L->w_down.w, NULL, g, D, F);
             for (int i = 0; i < D; i++) x[i] += t[i];
         }
         ref_rmsnorm(h, x, m->final_norm, D, c->norm_eps);
-        ref_matvec(lg, m->output, NULL, h, V, D);
+        ref_matvec(lg, m->output.w, NULL, h, V, D);
         for (int v = 0; v < V; v++) out[(size_t)p * V + v] = (float)lg[v];
     }
     free(x); free(h); free(q); free(o); free(g); free(u); free(t); free(lg); free(K); free(Vc); free(att);

@@ -7,6 +7,10 @@
  *   spqr tokenize MODEL --text STRING [--no-bos] [--json]
  *   spqr logits   MODEL --ids 1,2,3 --out FILE
  *   spqr bench    MODEL [-p 512] [-n 128] [-r 3] [--json]
+ *   spqr quantize MODEL -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g] [--qq-bits q]
+ *                 [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]
+ *                 [--act-order] [--percdamp p] [--simplified-outliers] [--calib F1,F2]
+ *                 [--nsamples N] [--seqlen L] [--seed S] [--json]
  * Common: -t/--threads N (default: all cores), --tokenizer FILE.
  * Errors are one line on stderr ("spqr: FILE: reason") and exit status 1; usage errors exit 2.
  */
@@ -23,9 +27,13 @@
 
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
-    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos;
+    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set;
     float temp, top_p;
     unsigned long long seed;
+    /* quantize: -1 / NAN = the method's default */
+    const char *method, *calib, *perm;
+    int wbits, groupsize, qq_bits, qq_groupsize, act_order, simplified, nsamples, seqlen;
+    double tau, percdamp;
 } args;
 
 static void usage(FILE *f) {
@@ -37,6 +45,10 @@ static void usage(FILE *f) {
           "  tokenize  print token ids                --text STRING [--no-bos] [--json]\n"
           "  logits    write fp32 logits (raw, rows = positions)   --ids 1,2,3 --out FILE\n"
           "  bench     prefill and decode speed       [-p 512] [-n 128] [-r 3] [--json]\n"
+          "  quantize  write a compressed .spqr       -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g]\n"
+          "            [--qq-bits q] [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]\n"
+          "            [--act-order] [--percdamp p] [--simplified-outliers] [--calib F1,F2,...] [--nsamples 128]\n"
+          "            [--seqlen 2048] [--seed 0] [--json]   (defaults: see README)\n"
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
           "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json)\n"
           "MODEL: a Hugging Face directory (config.json + safetensors) or a llama2.c .bin checkpoint\n",
@@ -89,6 +101,8 @@ static args parse_args(int argc, char **argv) {
     a.n_prompt = 512;
     a.reps = 3;
     a.seed = (unsigned long long)time(NULL);
+    a.wbits = a.groupsize = a.qq_bits = a.qq_groupsize = a.act_order = a.nsamples = a.seqlen = -1;
+    a.tau = a.percdamp = NAN;
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); exit(argc < 2 ? 2 : 0); }
     if (!strcmp(argv[1], "--version")) { printf("spqr %s\n", SPQR_VERSION); exit(0); }
     a.cmd = argv[1];
@@ -111,7 +125,22 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "-r")) a.reps = (int)parse_long(o, VAL(), 1, 1000);
         else if (!strcmp(o, "--temp")) a.temp = parse_float(o, VAL());
         else if (!strcmp(o, "--top-p")) a.top_p = parse_float(o, VAL());
-        else if (!strcmp(o, "--seed")) a.seed = (unsigned long long)parse_long(o, VAL(), 0, 0x7fffffffffffffffL);
+        else if (!strcmp(o, "--seed")) { a.seed = (unsigned long long)parse_long(o, VAL(), 0, 0x7fffffffffffffffL); a.seed_set = 1; }
+        else if (!strcmp(o, "--method")) a.method = VAL();
+        else if (!strcmp(o, "--wbits")) a.wbits = (int)parse_long(o, VAL(), 1, 8);
+        else if (!strcmp(o, "--groupsize")) a.groupsize = (int)parse_long(o, VAL(), 0, 65536);
+        else if (!strcmp(o, "--qq-bits")) a.qq_bits = (int)parse_long(o, VAL(), 1, 8);
+        else if (!strcmp(o, "--qq-groupsize")) a.qq_groupsize = (int)parse_long(o, VAL(), 1, 1 << 24);
+        else if (!strcmp(o, "--outlier-threshold")) {
+            const char *v = VAL();
+            a.tau = !strcmp(v, "inf") ? INFINITY : parse_float(o, v);
+        } else if (!strcmp(o, "--perm")) a.perm = VAL();
+        else if (!strcmp(o, "--act-order")) a.act_order = 1;
+        else if (!strcmp(o, "--percdamp")) a.percdamp = parse_float(o, VAL());
+        else if (!strcmp(o, "--simplified-outliers")) a.simplified = 1;
+        else if (!strcmp(o, "--calib")) a.calib = VAL();
+        else if (!strcmp(o, "--nsamples")) a.nsamples = (int)parse_long(o, VAL(), 1, 1 << 20);
+        else if (!strcmp(o, "--seqlen")) a.seqlen = (int)parse_long(o, VAL(), 2, 1 << 20);
         else if (!strcmp(o, "--ids")) a.ids = VAL();
         else if (!strcmp(o, "--out") || !strcmp(o, "-o")) a.out = VAL();
         else if (!strcmp(o, "-h") || !strcmp(o, "--help")) { usage(stdout); exit(0); }
@@ -486,6 +515,88 @@ static int cmd_bench(const args *a) {
     return 0;
 }
 
+/* ---- quantize --------------------------------------------------------------------------------- */
+
+static void quant_progress(const spqr_quant_module *pm, void *user) {
+    const double requested = *(const double *)user;
+    char el[32], eta[32], err[32];
+    fmt_dur(pm->elapsed, el, sizeof el);
+    fmt_dur(pm->eta, eta, sizeof eta);
+    if (isnan(pm->rel_err)) snprintf(err, sizeof err, "-");
+    else snprintf(err, sizeof err, "%.4f", pm->rel_err);
+    fprintf(stderr, "[%2d/%d] %-17s %5dx%-5d outliers %6.3f%%  rel.err %s  %5.2fs  (%s elapsed, ETA %s)", pm->block, pm->n_blocks, pm->module,
+            pm->rows, pm->cols, 100 * pm->outlier_share, err, pm->seconds, el, eta);
+    if (pm->percdamp_used > requested * (1 + 1e-9)) fprintf(stderr, "  H not positive definite: damping raised to %g", pm->percdamp_used);
+    fputc('\n', stderr);
+}
+
+static int cmd_quantize(const args *a) {
+    if (!a->out) die_usage("%s: -o OUT is required", "quantize");
+    spqr_method method = SPQR_METHOD_SPQR;
+    if (a->method && !strcmp(a->method, "gptq")) method = SPQR_METHOD_GPTQ;
+    else if (a->method && !strcmp(a->method, "rtn")) method = SPQR_METHOD_RTN;
+    else if (a->method && strcmp(a->method, "spqr") != 0) die_usage("unknown method %s (spqr, gptq, rtn)", a->method);
+    spqr_quant_opts o = spqr_quant_defaults(method);
+    if (a->wbits >= 0) o.wbits = a->wbits;
+    if (a->groupsize >= 0) o.groupsize = a->groupsize;
+    if (a->qq_bits >= 0) o.qq_bits = a->qq_bits;
+    if (a->qq_groupsize >= 0) o.qq_groupsize = a->qq_groupsize;
+    if (!isnan(a->tau)) o.outlier_threshold = a->tau;
+    if (a->act_order >= 0) o.act_order = a->act_order;
+    if (a->perm && !strcmp(a->perm, "identity")) o.act_order = 0;
+    else if (a->perm && !strcmp(a->perm, "act_order")) o.act_order = 1;
+    else if (a->perm) die_usage("unknown --perm %s (act_order, identity)", a->perm);
+    if (!isnan(a->percdamp)) o.percdamp = a->percdamp;
+    if (a->simplified) o.simplified_outliers = 1;
+    if (a->nsamples > 0) o.nsamples = a->nsamples;
+    if (a->seqlen > 0) o.seqlen = a->seqlen;
+    o.seed = a->seed_set ? a->seed : 0;
+    o.n_threads = a->threads;
+    o.progress = quant_progress;
+    o.progress_user = &o.percdamp;
+    char *calib = a->calib ? strdup(a->calib) : NULL;
+    const char *files[64];
+    int nf = 0;
+    for (char *tok = calib ? strtok(calib, ",") : NULL; tok; tok = strtok(NULL, ","))
+        if (nf < 64) files[nf++] = tok;
+        else die_usage("%s: at most 64 calibration files", "--calib");
+    if (method != SPQR_METHOD_RTN && nf == 0) die_usage("%s: GPTQ and SpQR need calibration text: --calib FILE[,FILE...]", "quantize");
+    o.calib_files = files;
+    o.n_calib_files = nf;
+    spqr_model *m = load_model(a);
+    if (!spqr_model_tokenizer(m)) need_tokenizer(m);
+    const spqr_config *cfg = spqr_model_config(m);
+    if (o.seqlen > cfg->max_seq_len && method != SPQR_METHOD_RTN) o.seqlen = cfg->max_seq_len;
+    fprintf(stderr, "spqr: quantizing %s with %s, w%d", a->model, a->method ? a->method : "spqr", o.wbits);
+    if (o.groupsize) fprintf(stderr, " g%d", o.groupsize);
+    if (method == SPQR_METHOD_SPQR) fprintf(stderr, ", qq %d bits / %d rows, outlier threshold %g", o.qq_bits, o.qq_groupsize, o.outlier_threshold);
+    if (method != SPQR_METHOD_RTN)
+        fprintf(stderr, ", %s, percdamp %g; calibration %d x %d tokens, seed %llu", o.act_order ? "act order" : "identity order", o.percdamp,
+                o.nsamples, o.seqlen, (unsigned long long)o.seed);
+    fputc('\n', stderr);
+    spqr_quant_summary s;
+    spqr_error err;
+    if (spqr_quantize(m, a->out, &o, &s, &err)) die("%s", err.msg);
+    fprintf(stderr, "spqr: wrote %s: %.2f MiB; %lld quantized weights at %.4f bits (paper) / %.4f bits (file); outliers %.3f%%; "
+                    "%.2f MiB kept in 16/32 bits (embeddings, head, norms); %.1f s with %d threads\n",
+            a->out, s.file_bytes / 1048576.0, (long long)s.quantized_weights, s.bits_paper, s.bits_file, 100.0 * s.n_outliers / s.quantized_weights,
+            s.kept_bytes / 1048576.0, s.seconds, s.threads);
+    if (a->json) {
+        printf("{\"model\":");
+        json_str(stdout, a->model);
+        printf(",\"out\":");
+        json_str(stdout, a->out);
+        printf(",\"method\":\"%s\",\"wbits\":%d,\"groupsize\":%d,\"quantized_weights\":%lld,\"outliers\":%lld,\"outlier_share\":%.6f,"
+               "\"bits_paper\":%.6f,\"bits_file\":%.6f,\"file_bytes\":%llu,\"kept_bytes\":%llu,\"calib_seconds\":%.2f,\"seconds\":%.2f,\"threads\":%d}\n",
+               a->method ? a->method : "spqr", o.wbits, o.groupsize, (long long)s.quantized_weights, (long long)s.n_outliers,
+               (double)s.n_outliers / s.quantized_weights, s.bits_paper, s.bits_file, (unsigned long long)s.file_bytes, (unsigned long long)s.kept_bytes,
+               s.calib_seconds, s.seconds, s.threads);
+    }
+    free(calib);
+    spqr_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     args a = parse_args(argc, argv);
     if (!strcmp(a.cmd, "ppl")) return cmd_ppl(&a);
@@ -494,6 +605,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
     if (!strcmp(a.cmd, "logits")) return cmd_logits(&a);
     if (!strcmp(a.cmd, "bench")) return cmd_bench(&a);
+    if (!strcmp(a.cmd, "quantize")) return cmd_quantize(&a);
     die_usage("unknown command %s", a.cmd);
     return 2;
 }

@@ -200,6 +200,39 @@ bool spqr_path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+void spqr_sb_printf(spqr_sb *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t nc = (b->cap ? b->cap : 256);
+        while (nc <= b->n + (size_t)k) nc *= 2;
+        char *p = realloc(b->s, nc);
+        if (!p) { b->oom = true; return; }
+        b->s = p;
+        b->cap = nc;
+    }
+}
+
+void spqr_sb_json_str(spqr_sb *b, const char *s) {
+    spqr_sb_printf(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') spqr_sb_printf(b, "\\%c", *p);
+        else if (*p < 0x20) spqr_sb_printf(b, "\\u%04x", *p);
+        else spqr_sb_printf(b, "%c", *p);
+    }
+    spqr_sb_printf(b, "\"");
+}
+
+void spqr_sb_free(spqr_sb *b) {
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
 double spqr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

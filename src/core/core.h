@@ -59,6 +59,17 @@ char *spqr_path_join(const char *dir, const char *name);
 bool spqr_path_is_dir(const char *path);
 bool spqr_path_exists(const char *path);
 
+/* Growable string for building JSON; on allocation failure `oom` is set and appends are dropped. */
+typedef struct spqr_sb {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} spqr_sb;
+void spqr_sb_printf(spqr_sb *b, const char *fmt, ...) SPQR_PRINTF(2, 3);
+/* Appends s as a JSON string literal (quoted, escaped). */
+void spqr_sb_json_str(spqr_sb *b, const char *s);
+void spqr_sb_free(spqr_sb *b);
+
 /* Monotonic seconds. */
 double spqr_now(void);
 

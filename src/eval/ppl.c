@@ -7,14 +7,11 @@
  *           ctx/2 .. ctx-2 predict the next token (llama-perplexity's "second half").
  * ppl = exp(total NLL / scored tokens). NLL = logsumexp(logits) - logit[target], in double.
  */
-#include "core/pool.h"
-#include "model/model_internal.h"
+#include "model/forward.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-spqr_pool *spqr_ctx_pool(spqr_ctx *c);
-const spqr_model *spqr_ctx_model(const spqr_ctx *c);
 
 typedef struct {
     const float *logits; /* [rows][vocab] */

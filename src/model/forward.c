@@ -11,8 +11,7 @@
  * Every buffer is allocated in spqr_ctx_new; the token loop allocates nothing.
  */
 #include "core/pool.h"
-#include "kernels/matmul.h"
-#include "model/model_internal.h"
+#include "model/forward.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -33,6 +32,8 @@ struct spqr_ctx {
     float *kcache, *vcache; /* [n_layers][n_kv][n_ctx][hd] */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *logits;          /* [n_batch][vocab] */
+    float *mm_scratch;      /* [n_threads][mm_per_thread]: quantized-layer panels */
+    size_t mm_per_thread;
 };
 
 /* ---- RoPE tables ------------------------------------------------------------------------------- */
@@ -161,50 +162,86 @@ static void attn_task(void *arg, int ith, int nth) {
 
 /* ---- the pass ---------------------------------------------------------------------------------- */
 
+static void linear(spqr_ctx *c, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y) {
+    spqr_linear_forward(c->pool, lin, X, n, bias, Y, c->mm_scratch, c->mm_per_thread);
+}
+
+/* Block l on c->x[0..n) (tokens at positions pos..pos+n-1), in place. `cap`, if not NULL, sees the
+ * inputs of the block's linear layers: 0 = q/k/v, 1 = o, 2 = gate/up, 3 = down. */
+static void layer_forward(spqr_ctx *c, int l, int n, int pos, spqr_capture_fn cap, void *user) {
+    const spqr_model *m = c->m;
+    const spqr_config *cfg = &m->cfg;
+    const spqr_layer *ly = &m->layers[l];
+    const int dim = cfg->dim, hd = cfg->head_dim, qd = cfg->n_heads * hd, kvd = cfg->n_kv_heads * hd, hid = cfg->hidden_dim;
+    for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->attn_norm, dim, cfg->norm_eps);
+    if (cap) cap(user, 0, c->xb, n, dim);
+    linear(c, &ly->wq, c->xb, n, ly->bq, c->q);
+    linear(c, &ly->wk, c->xb, n, ly->bk, c->k);
+    linear(c, &ly->wv, c->xb, n, ly->bv, c->v);
+    for (int i = 0; i < n; i++) {
+        rope_apply(c, c->q + (size_t)i * qd, cfg->n_heads, pos + i);
+        rope_apply(c, c->k + (size_t)i * kvd, cfg->n_kv_heads, pos + i);
+        for (int kh = 0; kh < cfg->n_kv_heads; kh++) {
+            size_t off = (((size_t)l * cfg->n_kv_heads + kh) * c->n_ctx + (size_t)(pos + i)) * hd;
+            memcpy(c->kcache + off, c->k + (size_t)i * kvd + (size_t)kh * hd, (size_t)hd * sizeof(float));
+            memcpy(c->vcache + off, c->v + (size_t)i * kvd + (size_t)kh * hd, (size_t)hd * sizeof(float));
+        }
+    }
+    attn_job aj = {c, l, n, pos};
+    spqr_pool_run(c->pool, attn_task, &aj);
+    if (cap) cap(user, 1, c->att, n, qd);
+    linear(c, &ly->wo, c->att, n, ly->bo, c->xb);
+    for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb[i];
+
+    for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->ffn_norm, dim, cfg->norm_eps);
+    if (cap) cap(user, 2, c->xb, n, dim);
+    linear(c, &ly->w_gate, c->xb, n, NULL, c->hb);
+    linear(c, &ly->w_up, c->xb, n, NULL, c->hb2);
+    swiglu_job sj = {c->hb, c->hb2, (size_t)n * hid};
+    spqr_pool_run(c->pool, swiglu_task, &sj);
+    if (cap) cap(user, 3, c->hb, n, hid);
+    linear(c, &ly->w_down, c->hb, n, NULL, c->xb);
+    for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb[i];
+}
+
+static spqr_status check_batch(const spqr_ctx *c, int n, int pos, spqr_error *err) {
+    if (n < 1 || n > c->n_batch) return spqr_set_err(err, SPQR_E_ARG, "forward: %d tokens, the context takes 1 to %d per call", n, c->n_batch);
+    if (pos < 0 || pos + n > c->n_ctx) return spqr_set_err(err, SPQR_E_RANGE, "forward: positions %d..%d exceed the context of %d", pos, pos + n - 1, c->n_ctx);
+    return SPQR_OK;
+}
+
 spqr_status spqr_ctx_forward(spqr_ctx *c, const int32_t *ids, int n, int pos, int all_logits, spqr_error *err) {
     const spqr_model *m = c->m;
     const spqr_config *cfg = &m->cfg;
-    if (n < 1 || n > c->n_batch) return spqr_set_err(err, SPQR_E_ARG, "forward: %d tokens, the context takes 1 to %d per call", n, c->n_batch);
-    if (pos < 0 || pos + n > c->n_ctx) return spqr_set_err(err, SPQR_E_RANGE, "forward: positions %d..%d exceed the context of %d", pos, pos + n - 1, c->n_ctx);
+    spqr_status st = check_batch(c, n, pos, err);
+    if (st) return st;
+    if (!c->logits) return spqr_set_err(err, SPQR_E_ARG, "forward: this context was made without logits");
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= cfg->vocab_size) return spqr_set_err(err, SPQR_E_ARG, "forward: token id %d is outside the vocabulary (%d)", ids[i], cfg->vocab_size);
-    const int dim = cfg->dim, hd = cfg->head_dim, qd = cfg->n_heads * hd, kvd = cfg->n_kv_heads * hd, hid = cfg->hidden_dim;
-
+    const int dim = cfg->dim;
     for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * dim, m->embed + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
-
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const spqr_layer *ly = &m->layers[l];
-        for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->attn_norm, dim, cfg->norm_eps);
-        spqr_matmul_f32(c->pool, c->xb, n, dim, ly->wq, qd, ly->bq, c->q);
-        spqr_matmul_f32(c->pool, c->xb, n, dim, ly->wk, kvd, ly->bk, c->k);
-        spqr_matmul_f32(c->pool, c->xb, n, dim, ly->wv, kvd, ly->bv, c->v);
-        for (int i = 0; i < n; i++) {
-            rope_apply(c, c->q + (size_t)i * qd, cfg->n_heads, pos + i);
-            rope_apply(c, c->k + (size_t)i * kvd, cfg->n_kv_heads, pos + i);
-            for (int kh = 0; kh < cfg->n_kv_heads; kh++) {
-                size_t off = (((size_t)l * cfg->n_kv_heads + kh) * c->n_ctx + (size_t)(pos + i)) * hd;
-                memcpy(c->kcache + off, c->k + (size_t)i * kvd + (size_t)kh * hd, (size_t)hd * sizeof(float));
-                memcpy(c->vcache + off, c->v + (size_t)i * kvd + (size_t)kh * hd, (size_t)hd * sizeof(float));
-            }
-        }
-        attn_job aj = {c, l, n, pos};
-        spqr_pool_run(c->pool, attn_task, &aj);
-        spqr_matmul_f32(c->pool, c->att, n, qd, ly->wo, dim, ly->bo, c->xb);
-        for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb[i];
-
-        for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->ffn_norm, dim, cfg->norm_eps);
-        spqr_matmul_f32(c->pool, c->xb, n, dim, ly->w_gate, hid, NULL, c->hb);
-        spqr_matmul_f32(c->pool, c->xb, n, dim, ly->w_up, hid, NULL, c->hb2);
-        swiglu_job sj = {c->hb, c->hb2, (size_t)n * hid};
-        spqr_pool_run(c->pool, swiglu_task, &sj);
-        spqr_matmul_f32(c->pool, c->hb, n, hid, ly->w_down, dim, NULL, c->xb);
-        for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb[i];
-    }
-
+    for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, l, n, pos, NULL, NULL);
     const int first = all_logits ? 0 : n - 1, rows = n - first;
     for (int i = first; i < n; i++) rmsnorm(c->xb + (size_t)(i - first) * dim, c->x + (size_t)i * dim, m->final_norm, dim, cfg->norm_eps);
-    spqr_matmul_f32(c->pool, c->xb, rows, dim, m->output, cfg->vocab_size, NULL, c->logits);
+    linear(c, &m->output, c->xb, rows, NULL, c->logits);
     return SPQR_OK;
+}
+
+spqr_status spqr_ctx_block(spqr_ctx *c, int layer, const float *in, float *out, int n, int pos, spqr_capture_fn cap, void *user,
+                           spqr_error *err) {
+    spqr_status st = check_batch(c, n, pos, err);
+    if (st) return st;
+    if (layer < 0 || layer >= c->m->cfg.n_layers) return spqr_set_err(err, SPQR_E_ARG, "block: layer %d", layer);
+    const size_t bytes = (size_t)n * c->m->cfg.dim * sizeof(float);
+    memcpy(c->x, in, bytes);
+    layer_forward(c, layer, n, pos, cap, user);
+    if (out) memcpy(out, c->x, bytes);
+    return SPQR_OK;
+}
+
+void spqr_ctx_embed(const spqr_ctx *c, const int32_t *ids, int n, float *out) {
+    const int dim = c->m->cfg.dim;
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, c->m->embed + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
 }
 
 const float *spqr_ctx_logits(const spqr_ctx *c) { return c->logits; }
@@ -212,6 +249,10 @@ const float *spqr_ctx_logits(const spqr_ctx *c) { return c->logits; }
 /* ---- construction ------------------------------------------------------------------------------ */
 
 spqr_status spqr_ctx_new(const spqr_model *m, const spqr_ctx_opts *opts, spqr_ctx **out, spqr_error *err) {
+    return spqr_ctx_new_ex(m, opts, 1, out, err);
+}
+
+spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int with_logits, spqr_ctx **out, spqr_error *err) {
     *out = NULL;
     const spqr_config *cfg = &m->cfg;
     spqr_ctx_opts o = {0};
@@ -248,9 +289,13 @@ spqr_status spqr_ctx_new(const spqr_model *m, const spqr_ctx_opts *opts, spqr_ct
     c->vcache = spqr_aligned_alloc(cache, sizeof(float));
     c->rope_cos = spqr_aligned_alloc((size_t)o.n_ctx * hd / 2, sizeof(float));
     c->rope_sin = spqr_aligned_alloc((size_t)o.n_ctx * hd / 2, sizeof(float));
-    c->logits = spqr_aligned_alloc(B * cfg->vocab_size, sizeof(float));
+    c->logits = with_logits ? spqr_aligned_alloc(B * cfg->vocab_size, sizeof(float)) : NULL;
+    int max_cols = cfg->dim > cfg->hidden_dim ? cfg->dim : cfg->hidden_dim;
+    if ((int)qd > max_cols) max_cols = (int)qd;
+    c->mm_per_thread = spqr_linear_scratch(max_cols);
+    c->mm_scratch = spqr_aligned_alloc((size_t)o.n_threads * c->mm_per_thread, sizeof(float));
     if (!c->x || !c->xb || !c->q || !c->att || !c->k || !c->v || !c->hb || !c->hb2 || !c->scores || !c->kcache || !c->vcache ||
-        !c->rope_cos || !c->rope_sin || !c->logits) {
+        !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm_scratch) {
         spqr_ctx_free(c);
         return spqr_set_err(err, SPQR_E_NOMEM, "context: out of memory for n_ctx %d, n_batch %d", o.n_ctx, o.n_batch);
     }
@@ -268,7 +313,7 @@ spqr_status spqr_ctx_new(const spqr_model *m, const spqr_ctx_opts *opts, spqr_ct
 void spqr_ctx_free(spqr_ctx *c) {
     if (!c) return;
     spqr_pool_free(c->pool);
-    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits};
+    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) spqr_aligned_free(bufs[i]);
     free(c);
 }
@@ -277,8 +322,5 @@ int spqr_ctx_n_ctx(const spqr_ctx *c) { return c->n_ctx; }
 int spqr_ctx_n_batch(const spqr_ctx *c) { return c->n_batch; }
 int spqr_ctx_n_threads(const spqr_ctx *c) { return c->n_threads; }
 
-/* Internal: the pool, for evaluation code that parallelises over logits rows. */
-spqr_pool *spqr_ctx_pool(spqr_ctx *c);
 spqr_pool *spqr_ctx_pool(spqr_ctx *c) { return c->pool; }
-const spqr_model *spqr_ctx_model(const spqr_ctx *c);
 const spqr_model *spqr_ctx_model(const spqr_ctx *c) { return c->m; }

@@ -15,11 +15,13 @@ const char *spqr_dtype_name(spqr_dtype t) {
     case SPQR_DTYPE_F32: return "F32";
     case SPQR_DTYPE_F16: return "F16";
     case SPQR_DTYPE_BF16: return "BF16";
+    case SPQR_DTYPE_SPQR: return "SPQR";
+    case SPQR_DTYPE_GPTQ: return "GPTQ";
     }
     return "?";
 }
 
-uint64_t spqr_dtype_size(spqr_dtype t) { return t == SPQR_DTYPE_F32 ? 4 : 2; }
+uint64_t spqr_dtype_size(spqr_dtype t) { return t == SPQR_DTYPE_F32 ? 4 : 2; } /* dense dtypes only */
 
 /* ---- tensor table ------------------------------------------------------------------------------ */
 
@@ -68,7 +70,8 @@ spqr_status spqr_model_add_tensor(spqr_model *m, const char *name, spqr_dtype dt
         if (shape[d] < 0 || !spqr_mul_ok(n, (uint64_t)shape[d], &n) || n > (UINT64_MAX >> 3))
             return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: shape overflows", map->path, name);
     }
-    uint64_t nbytes = n * spqr_dtype_size(dt), end;
+    const bool dense = dt == SPQR_DTYPE_F32 || dt == SPQR_DTYPE_F16 || dt == SPQR_DTYPE_BF16;
+    uint64_t nbytes = dense ? n * spqr_dtype_size(dt) : 0, end; /* quantized: set by the caller */
     if (!spqr_add_ok(offset, nbytes, &end) || end > map->size)
         return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: %llu bytes at offset %llu run past the end of the file (%llu bytes)", map->path,
                             name, (unsigned long long)nbytes, (unsigned long long)offset, (unsigned long long)map->size);
@@ -94,6 +97,25 @@ spqr_status spqr_model_add_tensor(spqr_model *m, const char *name, spqr_dtype dt
     t->file = file;
     index_insert(m, m->n_tensors);
     m->n_tensors++;
+    return SPQR_OK;
+}
+
+spqr_status spqr_model_add_qtensor(spqr_model *m, const spqr_file_tensor *t, int file, uint64_t offset, spqr_error *err) {
+    const spqr_map *map = &m->maps[file];
+    char what[200];
+    snprintf(what, sizeof what, "%s: tensor %.96s", map->path, t->name);
+    uint64_t end;
+    if (!spqr_add_ok(offset, t->data_size, &end) || end > map->size)
+        return spqr_set_err(err, SPQR_E_FORMAT, "%s: data runs past the end of the file", what);
+    spqr_qview *q = calloc(1, sizeof *q);
+    if (!q) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
+    spqr_status st = spqr_qview_init(q, t, map->data + offset, t->data_size, what, err);
+    int64_t shape[2] = {(int64_t)t->shape[0], (int64_t)t->shape[1]};
+    if (!st) st = spqr_model_add_tensor(m, t->name, (spqr_dtype)t->kind, 2, shape, file, offset, err);
+    if (st) { free(q); return st; }
+    spqr_tensor *tt = &m->tensors[m->n_tensors - 1];
+    tt->nbytes = t->data_size;
+    tt->q = q;
     return SPQR_OK;
 }
 
@@ -131,6 +153,7 @@ static spqr_status view_f32(spqr_model *m, const char *name, int64_t d0, int64_t
         return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s is missing", m->path, name);
     }
     const char *file = m->maps[t->file].path;
+    if (t->q) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s is quantized where a 16/32-bit tensor is needed", file, name);
     int want_dims = d1 ? 2 : 1;
     if (t->n_dims != want_dims || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
         char got[96] = "", want[64];
@@ -169,6 +192,23 @@ static spqr_status view_f32(spqr_model *m, const char *name, int64_t d0, int64_t
     return SPQR_OK;
 }
 
+/* A linear layer's weight [rows][cols]: quantized view or fp32 view. */
+static spqr_status bind_linear(spqr_model *m, const char *name, int64_t rows, int64_t cols, spqr_linear *lin, spqr_error *err) {
+    const spqr_tensor *t = spqr_model_find(m, name);
+    lin->rows = (int)rows;
+    lin->cols = (int)cols;
+    lin->w = NULL;
+    lin->q = NULL;
+    if (t && t->q) {
+        if ((int64_t)t->q->rows != rows || (int64_t)t->q->cols != cols)
+            return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s has shape [%u, %u], the config needs [%lld, %lld]", m->maps[t->file].path,
+                                name, t->q->rows, t->q->cols, (long long)rows, (long long)cols);
+        lin->q = t->q;
+        return SPQR_OK;
+    }
+    return view_f32(m, name, rows, cols, false, &lin->w, err);
+}
+
 spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
     const spqr_config *c = &m->cfg;
     const int64_t dim = c->dim, hid = c->hidden_dim, V = c->vocab_size;
@@ -178,8 +218,8 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
         (st = view_f32(m, "model.norm.weight", dim, 0, false, &m->final_norm, err)))
         return st;
     if (c->tied_embeddings) {
-        m->output = m->embed;
-    } else if ((st = view_f32(m, "lm_head.weight", V, dim, false, &m->output, err))) {
+        m->output = (spqr_linear){(int)V, (int)dim, m->embed, NULL};
+    } else if ((st = bind_linear(m, "lm_head.weight", V, dim, &m->output, err))) {
         return st;
     }
     m->layers = spqr_calloc_array((size_t)c->n_layers, sizeof *m->layers);
@@ -190,15 +230,18 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
 #define VIEW(field, suffix, d0, d1, opt)                                              \
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                 \
         if ((st = view_f32(m, name, d0, d1, opt, &ly->field, err))) return st;
+#define LINEAR(field, suffix, d0, d1)                                                 \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                 \
+        if ((st = bind_linear(m, name, d0, d1, &ly->field, err))) return st;
         VIEW(attn_norm, "input_layernorm.weight", dim, 0, false);
         VIEW(ffn_norm, "post_attention_layernorm.weight", dim, 0, false);
-        VIEW(wq, "self_attn.q_proj.weight", qd, dim, false);
-        VIEW(wk, "self_attn.k_proj.weight", kvd, dim, false);
-        VIEW(wv, "self_attn.v_proj.weight", kvd, dim, false);
-        VIEW(wo, "self_attn.o_proj.weight", dim, qd, false);
-        VIEW(w_gate, "mlp.gate_proj.weight", hid, dim, false);
-        VIEW(w_up, "mlp.up_proj.weight", hid, dim, false);
-        VIEW(w_down, "mlp.down_proj.weight", dim, hid, false);
+        LINEAR(wq, "self_attn.q_proj.weight", qd, dim);
+        LINEAR(wk, "self_attn.k_proj.weight", kvd, dim);
+        LINEAR(wv, "self_attn.v_proj.weight", kvd, dim);
+        LINEAR(wo, "self_attn.o_proj.weight", dim, qd);
+        LINEAR(w_gate, "mlp.gate_proj.weight", hid, dim);
+        LINEAR(w_up, "mlp.up_proj.weight", hid, dim);
+        LINEAR(w_down, "mlp.down_proj.weight", dim, hid);
         if (c->attn_bias) {
             VIEW(bq, "self_attn.q_proj.bias", qd, 0, false);
             VIEW(bk, "self_attn.k_proj.bias", kvd, 0, false);
@@ -206,13 +249,14 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
             VIEW(bo, "self_attn.o_proj.bias", dim, 0, true); /* Llama attention_bias has it, Qwen2 not */
         }
 #undef VIEW
+#undef LINEAR
     }
     return SPQR_OK;
 }
 
 /* ---- recognising the input --------------------------------------------------------------------- */
 
-typedef enum { KIND_HF_DIR, KIND_LLAMA2C } model_kind;
+typedef enum { KIND_HF_DIR, KIND_LLAMA2C, KIND_SPQR } model_kind;
 
 /* Decides what `path` is from its content. For HF inputs *dir gets the model directory (heap). */
 static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_error *err) {
@@ -237,6 +281,7 @@ static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_er
     bool hf_file = false;
     size_t k = 0;
     while (k < n && k < 4096 && (d[k] == ' ' || d[k] == '\n' || d[k] == '\r' || d[k] == '\t')) k++;
+    bool spqr_file = spqr_file_sniff(d, n);
     if (n >= 4 && !memcmp(d, "GGUF", 4)) what = "GGUF is not supported yet";
     else if (n >= 4 && !memcmp(d, "PK\x03\x04", 4)) what = "a zip archive (PyTorch .pt/.bin checkpoint?) is not supported; use safetensors";
     else if (n >= 2 && d[0] == 0x80 && d[1] <= 5) what = "a Python pickle (PyTorch checkpoint?) is not supported; use safetensors";
@@ -247,8 +292,9 @@ static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_er
         for (int i = 7; i >= 0; i--) hl = (hl << 8) | d[i];
         if (hl >= 2 && hl <= n - 8 && d[8] == '{') hf_file = true; /* a safetensors file of a HF directory */
     }
-    bool l2c = !what && !hf_file && spqr_llama2c_sniff(d, n, &want, why, sizeof why);
+    bool l2c = !what && !hf_file && !spqr_file && spqr_llama2c_sniff(d, n, &want, why, sizeof why);
     spqr_map_close(&map);
+    if (spqr_file) { *kind = KIND_SPQR; return SPQR_OK; }
     if (what) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "%s: %s", path, what);
     if (hf_file) {
         *dir = spqr_path_dir(path);
@@ -295,10 +341,15 @@ spqr_status spqr_model_load(const char *path, const spqr_load_opts *opts, spqr_m
     char *dir = NULL, *tok_path = NULL;
     spqr_status st = m->path ? sniff(path, &kind, &dir, err) : spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     if (st) goto fail;
-    st = kind == KIND_HF_DIR ? spqr_load_hf_dir(m, dir, err) : spqr_load_llama2c(m, path, err);
+    st = kind == KIND_HF_DIR ? spqr_load_hf_dir(m, dir, err) : kind == KIND_LLAMA2C ? spqr_load_llama2c(m, path, err) : spqr_load_spqr_file(m, path, err);
     if (st) goto fail;
     if ((st = spqr_model_bind(m, err))) goto fail;
-    if (!o.no_tokenizer) {
+    if (o.no_tokenizer) {
+        spqr_tokenizer_free(m->tok); /* a .spqr file carries its own */
+        m->tok = NULL;
+    } else if (kind != KIND_SPQR || o.tokenizer_path) {
+        spqr_tokenizer_free(m->tok);
+        m->tok = NULL;
         if (o.tokenizer_path) tok_path = spqr_strdup(o.tokenizer_path);
         else if (kind == KIND_HF_DIR) {
             tok_path = spqr_path_join(dir, "tokenizer.json");
@@ -311,9 +362,13 @@ spqr_status spqr_model_load(const char *path, const spqr_load_opts *opts, spqr_m
                                   spqr_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
                 goto fail;
             }
-            if (m->cfg.bos_id < 0) m->cfg.bos_id = spqr_tokenizer_bos(m->tok);
-            if (m->cfg.eos_id < 0) m->cfg.eos_id = spqr_tokenizer_eos(m->tok);
+            m->tok_path = tok_path;
+            tok_path = NULL;
         }
+    }
+    if (m->tok) {
+        if (m->cfg.bos_id < 0) m->cfg.bos_id = spqr_tokenizer_bos(m->tok);
+        if (m->cfg.eos_id < 0) m->cfg.eos_id = spqr_tokenizer_eos(m->tok);
     }
     free(dir);
     free(tok_path);
@@ -331,18 +386,24 @@ void spqr_model_free(spqr_model *m) {
     spqr_tokenizer_free(m->tok);
     for (int i = 0; i < m->n_owned; i++) spqr_aligned_free(m->owned[i]);
     free(m->owned);
-    for (int i = 0; i < m->n_tensors; i++) free(m->tensors[i].name);
+    for (int i = 0; i < m->n_tensors; i++) {
+        free(m->tensors[i].name);
+        free(m->tensors[i].q);
+    }
     free(m->tensors);
     free(m->index);
     for (int i = 0; i < m->n_maps; i++) spqr_map_close(&m->maps[i]);
     free(m->maps);
     free(m->layers);
     free(m->path);
+    free(m->tok_path);
+    free(m->meta);
     free(m);
 }
 
 const spqr_config *spqr_model_config(const spqr_model *m) { return &m->cfg; }
 const spqr_tokenizer *spqr_model_tokenizer(const spqr_model *m) { return m->tok; }
+const char *spqr_model_meta(const spqr_model *m) { return m->meta; }
 const char *spqr_model_path(const spqr_model *m) { return m->path; }
 int spqr_model_n_tensors(const spqr_model *m) { return m->n_tensors; }
 

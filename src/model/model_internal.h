@@ -7,6 +7,7 @@
 #define SPQR_MODEL_INTERNAL_H
 
 #include "core/core.h"
+#include "kernels/matmul.h"
 
 #define SPQR_MAX_DIMS 4
 /* Upper bound on any model dimension read from a file: keeps every product well inside 64 bits. */
@@ -16,22 +17,23 @@
 
 typedef struct spqr_tensor {
     char *name;
-    spqr_dtype dtype;
+    spqr_dtype dtype;             /* F32/F16/BF16, or SPQR/GPTQ for quantized matrices */
     int n_dims;
     int64_t shape[SPQR_MAX_DIMS]; /* outermost first */
     uint64_t n_elem;
     uint64_t nbytes;
     const uint8_t *data;          /* inside maps[file] */
     int file;
+    spqr_qview *q;                /* quantized: the validated view (owned) */
 } spqr_tensor;
 
-/* One transformer block. Matrices are row-major [out][in]; biases may be NULL. */
+/* One transformer block. Matrices are [out][in], fp32 or quantized; biases may be NULL. */
 typedef struct spqr_layer {
     const float *attn_norm, *ffn_norm; /* [dim] */
-    const float *wq, *wk, *wv, *wo;    /* [n_heads*hd][dim], [n_kv*hd][dim] x2, [dim][n_heads*hd] */
+    spqr_linear wq, wk, wv, wo;        /* [n_heads*hd][dim], [n_kv*hd][dim] x2, [dim][n_heads*hd] */
     const float *bq, *bk, *bv, *bo;
-    const float *w_gate, *w_up;        /* [hidden][dim] */
-    const float *w_down;               /* [dim][hidden] */
+    spqr_linear w_gate, w_up;          /* [hidden][dim] */
+    spqr_linear w_down;                /* [dim][hidden] */
 } spqr_layer;
 
 struct spqr_model {
@@ -47,11 +49,13 @@ struct spqr_model {
     /* fp32 views */
     const float *embed;      /* [vocab][dim] */
     const float *final_norm; /* [dim] */
-    const float *output;     /* [vocab][dim]; == embed when tied */
+    spqr_linear output;      /* [vocab][dim]; the embedding when tied */
     spqr_layer *layers;
     void **owned;            /* fp32 copies of F16/BF16 (or misaligned F32) tensors */
     int n_owned;
     spqr_tokenizer *tok;
+    char *tok_path;          /* where the tokenizer came from (NULL: none, or embedded in a .spqr) */
+    char *meta;              /* .spqr: the JSON metadata (NUL-terminated), else NULL */
 };
 
 /* Maps `path` and appends it to m->maps; *idx receives its index. */
@@ -67,10 +71,18 @@ spqr_status spqr_config_check(const spqr_config *c, const char *path, spqr_error
  * are Hugging Face's ("model.layers.0.self_attn.q_proj.weight"); llama2.c tensors get those names. */
 spqr_status spqr_model_bind(spqr_model *m, spqr_error *err);
 
+/* Appends a quantized matrix described by `t` whose blob is [offset, offset + t->data_size) of
+ * maps[file]; validates it (spqr_qview_init). */
+spqr_status spqr_model_add_qtensor(spqr_model *m, const spqr_file_tensor *t, int file, uint64_t offset, spqr_error *err);
+
 /* Loaders (src/loaders). */
 spqr_status spqr_load_safetensors(spqr_model *m, const char *path, spqr_error *err);
 spqr_status spqr_load_hf_dir(spqr_model *m, const char *dir, spqr_error *err);
 spqr_status spqr_load_llama2c(spqr_model *m, const char *path, spqr_error *err);
+/* A .spqr file: config, tokenizer (into m->tok) and tensors. */
+spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err);
+/* True if the first bytes are the .spqr magic. */
+bool spqr_file_sniff(const uint8_t *d, uint64_t n);
 
 uint64_t spqr_dtype_size(spqr_dtype t);
 

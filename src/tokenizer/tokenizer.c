@@ -80,10 +80,19 @@ spqr_status spqr_tokenizer_load(const char *path, spqr_tokenizer **out, spqr_err
     size_t n;
     spqr_status st = spqr_read_file(path, MAX_TOKENIZER_FILE, &data, &n, err);
     if (st != SPQR_OK) return st;
+    st = spqr_tokenizer_load_memory(data, n, path, out, err);
+    free(data);
+    return st;
+}
+
+spqr_status spqr_tokenizer_load_memory(const void *data, size_t n, const char *path, spqr_tokenizer **out, spqr_error *err) {
+    if (out) *out = NULL;
+    if (!data || !path || !out) return spqr_set_err(err, SPQR_E_ARG, "spqr_tokenizer_load_memory: data, name and out must not be NULL");
+    if (n > MAX_TOKENIZER_FILE) return spqr_set_err(err, SPQR_E_FORMAT, "%s: %zu bytes is too large for a tokenizer", path, n);
+    spqr_status st;
     spqr_tokenizer *t = calloc(1, sizeof *t);
     if (!t || !(t->path = spqr_strdup(path))) {
         free(t);
-        free(data);
         return spqr_set_err(err, SPQR_E_NOMEM, "%s: out of memory", path);
     }
     t->unk = t->bos = t->eos = -1;
@@ -95,7 +104,7 @@ spqr_status spqr_tokenizer_load(const char *path, spqr_tokenizer **out, spqr_err
     while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r')) i++;
     /* JSON text has no NUL bytes; a llama2.c header whose first byte happens to be '{' has three. */
     if (i < n && (d[i] == '{' || d[i] == '[') && !memchr(d, 0, n < 4 ? n : 4)) {
-        st = spqr_tok_load_hf(t, data + i, n - i, err);
+        st = spqr_tok_load_hf(t, (const char *)d + i, n - i, err);
     } else if ((st = other_format(path, d, n, err)) != SPQR_OK) {
         /* named */
     } else if (spqr_tok_llama2c_header_ok(d, n)) {
@@ -108,7 +117,6 @@ spqr_status spqr_tokenizer_load(const char *path, spqr_tokenizer **out, spqr_err
     } else {
         st = unrecognised(path, d, n, err);
     }
-    free(data);
     if (st != SPQR_OK) {
         spqr_tokenizer_free(t);
         return st;
