@@ -1,5 +1,5 @@
 # spqr — build with `make`; `make test` runs the test suite normally and under ASan/UBSan.
-# Debian packages needed: libopenblas-dev liblapacke-dev zlib1g-dev clang (scripts/deps.sh installs them).
+# Debian packages needed: libopenblas-dev liblapacke-dev zlib1g-dev nettle-dev clang (scripts/deps.sh installs them).
 
 CC      ?= cc
 BUILD   ?= build
@@ -15,6 +15,9 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread
 LDLIBS  = -llapacke -lopenblas -lnettle -lz -lm -pthread
 
 LIB_SRC  := $(shell find src -name '*.c' | sort)
+ifneq ($(shell uname -m),x86_64)
+LIB_SRC  := $(filter-out src/kernels/x86/%,$(LIB_SRC))
+endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -27,7 +30,11 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h) $(shell find src tests -name '*.h')
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ISA) -c $< -o $@
+
+# Per-ISA kernels: each file gets its own target flags; the dispatcher checks the CPU at run time.
+$(BUILD)/src/kernels/x86/qgemv_avx2.o: ISA = -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/x86/qgemv_avx512.o: ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
 
 $(BUILD)/libspqr.a: $(LIB_OBJ)
 	@rm -f $@
@@ -53,10 +60,18 @@ test-asan:
 	  build-asan/spqr-test build-asan/spqr
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/spqr-test
 
-# The main job on the default inputs (see README).
+# The main job on the default inputs (see README): compress evalmodel with SpQR (a short calibration,
+# 16 x 2048 tokens) and compare its WikiText-2 perplexity with fp32 on the first 8 chunks; then
+# generate from stories260K quantized the same way.
+DEMO ?= /tmp/spqr-demo
+CALIB := ../shared/text/c4-train-sample.txt,../shared/text/wikipedia-sample.txt
 demo: all
-	$(BUILD)/spqr run ../shared/models/stories260K/stories260K.bin -p "Once upon a time" -n 64 --seed 1
-	$(BUILD)/spqr ppl ../shared/models/evalmodel --text ../shared/text/wikitext2-test.txt --ctx 2048 --max-chunks 8
+	@mkdir -p $(DEMO)
+	$(BUILD)/spqr quantize ../shared/models/evalmodel -o $(DEMO)/evalmodel-spqr-w4.spqr --calib $(CALIB) --nsamples 16
+	$(BUILD)/spqr ppl ../shared/models/evalmodel --text ../shared/text/wikitext2-test.txt --max-chunks 8
+	$(BUILD)/spqr ppl $(DEMO)/evalmodel-spqr-w4.spqr --text ../shared/text/wikitext2-test.txt --max-chunks 8
+	$(BUILD)/spqr quantize ../shared/models/stories260K/stories260K.bin -o $(DEMO)/stories260K-spqr-w4.spqr --calib $(CALIB) --nsamples 32 --seqlen 256
+	$(BUILD)/spqr run $(DEMO)/stories260K-spqr-w4.spqr -p "Once upon a time" -n 64 --seed 1
 
 clean:
 	rm -rf build build-asan

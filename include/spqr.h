@@ -187,12 +187,33 @@ const spqr_config *spqr_model_config(const spqr_model *m);
 const spqr_tokenizer *spqr_model_tokenizer(const spqr_model *m); /* owned by the model; may be NULL */
 /* A .spqr file's JSON metadata (method, hyper-parameters, calibration, bits); NULL for other inputs. */
 const char *spqr_model_meta(const spqr_model *m);
+
+typedef struct spqr_quant_info {
+    char method[8];             /* "spqr", "gptq", "rtn" */
+    int wbits, groupsize, qq_bits, qq_groupsize;
+    double outlier_threshold;   /* INFINITY: none */
+    int act_order;
+    double percdamp;
+    int nsamples, seqlen;       /* 0 for RTN */
+    int64_t quantized_weights, n_outliers;
+    double bits_paper, bits_file;
+} spqr_quant_info;
+
+/* Fills *info from a .spqr file's metadata; SPQR_E_ARG if the model is not a quantized file. */
+spqr_status spqr_model_quant_info(const spqr_model *m, spqr_quant_info *info);
 const char *spqr_model_path(const spqr_model *m);
 int spqr_model_n_tensors(const spqr_model *m);
 /* Fills *info for tensor i (0 <= i < n_tensors) in file order; returns SPQR_E_ARG if out of range. */
 spqr_status spqr_model_tensor_info(const spqr_model *m, int i, spqr_tensor_info *info);
 /* Number of parameters (elements of all tensors). */
 int64_t spqr_model_n_params(const spqr_model *m);
+/* Bytes of weights one decoded token reads: every linear layer and the output head as they are
+ * held in memory (fp32, 16-bit or quantized blobs) plus one embedding row. */
+int64_t spqr_model_decode_bytes(const spqr_model *m);
+
+/* Measures read bandwidth (GB/s, best of 5) by summing a buffer of `bytes` with n_threads threads.
+ * Use a buffer well above the last-level cache to measure DRAM. */
+spqr_status spqr_measure_read_bandwidth(size_t bytes, int n_threads, double *gbs, spqr_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Inference context: KV cache, scratch buffers, worker threads                                   */
@@ -217,6 +238,9 @@ void spqr_ctx_free(spqr_ctx *c);
 int spqr_ctx_n_ctx(const spqr_ctx *c);
 int spqr_ctx_n_batch(const spqr_ctx *c);
 int spqr_ctx_n_threads(const spqr_ctx *c);
+/* Name of the CPU kernels the context chose at creation ("avx512", "avx2", "generic"): the best this
+ * CPU and OS support, or the one the environment variable SPQR_CPU names. */
+const char *spqr_ctx_kernels(const spqr_ctx *c);
 
 /*
  * Runs tokens ids[0..n) at positions pos..pos+n-1, attending to the KV cache entries 0..pos-1
@@ -287,6 +311,8 @@ typedef struct spqr_quant_module {
     double outlier_share;     /* SpQR: outliers / weights */
     double rel_err;           /* ‖(W − Ŵ)X‖ / ‖WX‖ on the calibration inputs (NaN for RTN) */
     double percdamp_used;     /* damping that made H positive definite (> requested: retried) */
+    double bits_paper;        /* this module, by the SpQR paper's accounting */
+    double bits_file;         /* this module: blob bytes x 8 / weights */
     double seconds;           /* this module */
     double elapsed, eta;      /* whole run so far, and estimated time left */
 } spqr_quant_module;

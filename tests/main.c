@@ -14,8 +14,9 @@ extern const th_test suite_loaders[];
 extern const th_test suite_hostile[];
 extern const th_test suite_model[];
 extern const th_test suite_quant[];
+extern const th_test suite_kernels[];
 
-static const th_test *const suites[] = {suite_core, suite_tokenizer, suite_loaders, suite_hostile, suite_model, suite_quant};
+static const th_test *const suites[] = {suite_core, suite_tokenizer, suite_loaders, suite_hostile, suite_model, suite_quant, suite_kernels};
 
 static int cur_failures, cur_skipped;
 static char skip_reason[256];

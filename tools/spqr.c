@@ -311,6 +311,7 @@ static int cmd_run(const args *a) {
     }
     double t2 = now_s();
     printf("\n");
+    fflush(stdout);
     fprintf(stderr, "spqr: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); %d threads\n", n, t1 - t0,
             n / (t1 - t0), generated, t2 - t1, generated > 1 ? (generated - 1) / (t2 - t1) : 0.0, spqr_ctx_n_threads(c));
     spqr_sampler_free(s);
@@ -346,10 +347,12 @@ static int cmd_inspect(const args *a) {
         json_str(stdout, c->arch);
         printf(",\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,\"head_dim\":%d,\"vocab_size\":%d,"
                "\"max_seq_len\":%d,\"norm_eps\":%g,\"rope_theta\":%g,\"rope_style\":\"%s\",\"rope_scaling\":\"%s\",\"rope_factor\":%g,"
-               "\"tied_embeddings\":%s,\"attn_bias\":%s,\"bos_id\":%d,\"eos_id\":%d,\"n_params\":%lld,\"bytes\":%llu,\"tensors\":[",
+               "\"tied_embeddings\":%s,\"attn_bias\":%s,\"bos_id\":%d,\"eos_id\":%d,\"n_params\":%lld,\"bytes\":%llu,",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size, c->max_seq_len, c->norm_eps,
                c->rope_theta, rope_name(c), scaling_name(c), c->rope_factor, c->tied_embeddings ? "true" : "false",
                c->attn_bias ? "true" : "false", c->bos_id, c->eos_id, (long long)spqr_model_n_params(m), (unsigned long long)bytes);
+        if (spqr_model_meta(m)) printf("\"meta\":%s,", spqr_model_meta(m)); /* the .spqr metadata, verbatim JSON */
+        printf("\"tensors\":[");
         for (int i = 0; i < nt; i++) {
             spqr_model_tensor_info(m, i, &ti);
             printf("%s{\"name\":", i ? "," : "");
@@ -370,6 +373,17 @@ static int cmd_inspect(const args *a) {
                c->bos_id, c->eos_id);
         if (tok) printf("tokenizer    %d pieces\n", spqr_tokenizer_vocab_size(tok));
         else printf("tokenizer    none found\n");
+        spqr_quant_info qi;
+        if (spqr_model_quant_info(m, &qi) == SPQR_OK) {
+            printf("quantization %s w%d", qi.method, qi.wbits);
+            if (qi.groupsize) printf(" g%d", qi.groupsize);
+            if (!strcmp(qi.method, "spqr")) {
+                printf(", stats %d bits / %d rows, outlier threshold %g", qi.qq_bits, qi.qq_groupsize, qi.outlier_threshold);
+            }
+            if (qi.nsamples) printf(", %s, percdamp %g, calibration %d x %d", qi.act_order ? "act order" : "identity order", qi.percdamp, qi.nsamples, qi.seqlen);
+            printf("\n             %lld weights, %.3f%% outliers, %.4f bits (paper), %.4f bits (file)\n", (long long)qi.quantized_weights,
+                   qi.quantized_weights ? 100.0 * qi.n_outliers / qi.quantized_weights : 0.0, qi.bits_paper, qi.bits_file);
+        }
         printf("\n%-56s %-5s %-16s %12s\n", "tensor", "dtype", "shape", "bytes");
         for (int i = 0; i < nt; i++) {
             spqr_model_tensor_info(m, i, &ti);
@@ -498,16 +512,25 @@ static int cmd_bench(const args *a) {
     double pm, ps, tm, ts;
     mean_std(pp, a->reps, &pm, &ps);
     mean_std(tg, a->reps, &tm, &ts);
+    /* the memory roofline: weights read per decoded token against this machine's read bandwidth
+       (a 2 GiB buffer: well above the last-level cache) */
+    const int64_t wbytes = spqr_model_decode_bytes(m);
+    double bw = 0;
+    if (spqr_measure_read_bandwidth((size_t)2 << 30, spqr_ctx_n_threads(c), &bw, &err)) die("%s", err.msg);
+    const double eff = tm * (double)wbytes / 1e9, roof = bw > 0 ? eff / bw : 0;
     if (a->json) {
         printf("{\"model\":");
         json_str(stdout, a->model);
-        printf(",\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,\"prefill_tok_s\":%.2f,\"prefill_tok_s_std\":%.2f,"
-               "\"decode_tok_s\":%.2f,\"decode_tok_s_std\":%.2f}\n",
-               spqr_ctx_n_threads(c), np, ng, a->reps, pm, ps, tm, ts);
+        printf(",\"threads\":%d,\"kernels\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,\"prefill_tok_s\":%.2f,\"prefill_tok_s_std\":%.2f,"
+               "\"decode_tok_s\":%.2f,\"decode_tok_s_std\":%.2f,\"weight_bytes_per_token\":%lld,\"effective_gbs\":%.2f,\"mem_read_gbs\":%.2f,"
+               "\"roofline_fraction\":%.4f}\n",
+               spqr_ctx_n_threads(c), spqr_ctx_kernels(c), np, ng, a->reps, pm, ps, tm, ts, (long long)wbytes, eff, bw, roof);
     } else {
-        printf("| model | threads | test | t/s |\n|---|---|---|---|\n");
-        if (np) printf("| %s | %d | pp%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), np, pm, ps);
-        if (ng) printf("| %s | %d | tg%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), ng, tm, ts);
+        printf("| model | threads | kernels | test | t/s |\n|---|---|---|---|---|\n");
+        if (np) printf("| %s | %d | %s | pp%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), spqr_ctx_kernels(c), np, pm, ps);
+        if (ng) printf("| %s | %d | %s | tg%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), spqr_ctx_kernels(c), ng, tm, ts);
+        printf("decode reads %.1f MB of weights per token: %.1f GB/s effective, %.0f%% of the %.1f GB/s read bandwidth measured\n", wbytes / 1e6, eff,
+               100 * roof, bw);
     }
     free(ids);
     spqr_ctx_free(c);
@@ -517,15 +540,36 @@ static int cmd_bench(const args *a) {
 
 /* ---- quantize --------------------------------------------------------------------------------- */
 
+typedef struct { char *s; size_t n, cap; } strbuf; /* growable string */
+
+typedef struct {
+    double percdamp;     /* requested */
+    strbuf layers; /* JSON array of per-module results */
+} quant_ui;
+
 static void quant_progress(const spqr_quant_module *pm, void *user) {
-    const double requested = *(const double *)user;
+    quant_ui *ui = user;
+    const double requested = ui->percdamp;
+    char *p = ui->layers.s;
+    size_t need = ui->layers.n + 512;
+    if (need > ui->layers.cap) {
+        p = realloc(ui->layers.s, need * 2);
+        if (!p) die("out of memory");
+        ui->layers.s = p;
+        ui->layers.cap = need * 2;
+    }
+    ui->layers.n += (size_t)snprintf(ui->layers.s + ui->layers.n, ui->layers.cap - ui->layers.n,
+                                     "%s{\"block\":%d,\"module\":\"%s\",\"rows\":%d,\"cols\":%d,\"outlier_share\":%.6f,\"rel_err\":%.6f,"
+                                     "\"bits_paper\":%.4f,\"bits_file\":%.4f,\"percdamp\":%g,\"seconds\":%.3f}",
+                                     ui->layers.n ? "," : "", pm->block - 1, pm->module, pm->rows, pm->cols, pm->outlier_share,
+                                     isnan(pm->rel_err) ? -1.0 : pm->rel_err, pm->bits_paper, pm->bits_file, pm->percdamp_used, pm->seconds);
     char el[32], eta[32], err[32];
     fmt_dur(pm->elapsed, el, sizeof el);
     fmt_dur(pm->eta, eta, sizeof eta);
     if (isnan(pm->rel_err)) snprintf(err, sizeof err, "-");
     else snprintf(err, sizeof err, "%.4f", pm->rel_err);
-    fprintf(stderr, "[%2d/%d] %-17s %5dx%-5d outliers %6.3f%%  rel.err %s  %5.2fs  (%s elapsed, ETA %s)", pm->block, pm->n_blocks, pm->module,
-            pm->rows, pm->cols, 100 * pm->outlier_share, err, pm->seconds, el, eta);
+    fprintf(stderr, "[%2d/%d] %-17s %5dx%-5d outliers %6.3f%%  rel.err %s  bits %.3f/%.3f  %5.2fs  (%s elapsed, ETA %s)", pm->block, pm->n_blocks,
+            pm->module, pm->rows, pm->cols, 100 * pm->outlier_share, err, pm->bits_paper, pm->bits_file, pm->seconds, el, eta);
     if (pm->percdamp_used > requested * (1 + 1e-9)) fprintf(stderr, "  H not positive definite: damping raised to %g", pm->percdamp_used);
     fputc('\n', stderr);
 }
@@ -552,8 +596,9 @@ static int cmd_quantize(const args *a) {
     if (a->seqlen > 0) o.seqlen = a->seqlen;
     o.seed = a->seed_set ? a->seed : 0;
     o.n_threads = a->threads;
+    quant_ui ui = {o.percdamp, {0}};
     o.progress = quant_progress;
-    o.progress_user = &o.percdamp;
+    o.progress_user = &ui;
     char *calib = a->calib ? strdup(a->calib) : NULL;
     const char *files[64];
     int nf = 0;
@@ -587,11 +632,13 @@ static int cmd_quantize(const args *a) {
         printf(",\"out\":");
         json_str(stdout, a->out);
         printf(",\"method\":\"%s\",\"wbits\":%d,\"groupsize\":%d,\"quantized_weights\":%lld,\"outliers\":%lld,\"outlier_share\":%.6f,"
-               "\"bits_paper\":%.6f,\"bits_file\":%.6f,\"file_bytes\":%llu,\"kept_bytes\":%llu,\"calib_seconds\":%.2f,\"seconds\":%.2f,\"threads\":%d}\n",
+               "\"bits_paper\":%.6f,\"bits_file\":%.6f,\"file_bytes\":%llu,\"kept_bytes\":%llu,\"calib_seconds\":%.2f,\"seconds\":%.2f,\"threads\":%d,"
+               "\"layers\":[%s]}\n",
                a->method ? a->method : "spqr", o.wbits, o.groupsize, (long long)s.quantized_weights, (long long)s.n_outliers,
                (double)s.n_outliers / s.quantized_weights, s.bits_paper, s.bits_file, (unsigned long long)s.file_bytes, (unsigned long long)s.kept_bytes,
-               s.calib_seconds, s.seconds, s.threads);
+               s.calib_seconds, s.seconds, s.threads, ui.layers.s ? ui.layers.s : "");
     }
+    free(ui.layers.s);
     free(calib);
     spqr_model_free(m);
     return 0;

@@ -173,30 +173,3 @@ void spqr_qview_dequant_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, int 
             }
     }
 }
-
-void spqr_qview_gemv_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, const float *x_s, float *y) {
-    const uint32_t cols = v->cols, gs = v->groupsize;
-    for (uint32_t r = r0; r < r1; r++) {
-        const uint8_t *crow = v->codes + (uint64_t)r * v->lay.code_stride;
-        float acc = 0;
-        for (uint32_t g = 0; g * gs < cols; g++) {
-            float s, z, qx = 0, sx = 0;
-            spqr_qview_stats(v, r, g, &s, &z);
-            uint32_t j1 = (g + 1) * gs < cols ? (g + 1) * gs : cols;
-            for (uint32_t j = g * gs; j < j1; j++) {
-                qx += (float)spqr_bits_get(crow, j, v->wbits) * x_s[j];
-                sx += x_s[j];
-            }
-            acc += s * (qx - z * sx);
-        }
-        if (v->kind == SPQR_TK_SPQR)
-            for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
-                uint32_t j = v->ocol[k];
-                float dense = 0, s, z;
-                spqr_qview_stats(v, r, j / gs, &s, &z);
-                dense = spqr_deq(s, z, spqr_bits_get(crow, j, v->wbits));
-                acc += (spqr_f16_to_f32(v->oval[k]) - dense) * x_s[j]; /* the outlier replaces the dense weight */
-            }
-        y[r - r0] = acc;
-    }
-}

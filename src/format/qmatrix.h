@@ -66,10 +66,6 @@ void spqr_qview_stats(const spqr_qview *v, uint32_t r, uint32_t g, float *scale,
  * `unpermute`, else in stored order. Outliers included. */
 void spqr_qview_dequant_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, int unpermute, float *out);
 
-/* y[r] = Σ_j W[r][j] x_s[j] for rows [r0, r1), with x_s in STORED column order (x_s[j] = x[perm[j]]).
- * Scalar reference: decodes each group's statistics once and uses s·(Σ q x − z Σ x). */
-void spqr_qview_gemv_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, const float *x_s, float *y);
-
 /* fp16 <-> float (round to nearest even; overflow to Inf). */
 uint16_t spqr_f32_to_f16(float f);
 

@@ -5,10 +5,10 @@
 #include <stddef.h>
 
 typedef struct {
+    const spqr_mm *mm;
     const spqr_linear *lin;
     const float *X, *bias;
-    float *Y, *scratch;
-    size_t per_thread;
+    float *Y;
     int n;
 } mm_job;
 
@@ -19,18 +19,31 @@ static void mm_task(void *arg, int ith, int nth) {
     int lo, hi;
     spqr_split(out, ith, nth, 16, &lo, &hi);
     if (lo >= hi) return;
-    float *scr = j->scratch + (size_t)ith * j->per_thread;
+    float *scr = j->mm->scratch + (size_t)ith * j->mm->per_thread;
     if (L->w) {
         const float *W = L->w + (size_t)lo * in;
         if (j->n == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, in, 1.0f, W, in, j->X, 1, 0.0f, j->Y + lo, 1);
         else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, hi - lo, in, 1.0f, j->X, in, W, in, 0.0f, j->Y + lo, out);
-    } else if (j->n == 1) {
-        const float *xs = j->X;
-        if (L->q->perm) { /* x in stored column order */
-            for (int c = 0; c < in; c++) scr[c] = j->X[L->q->perm[c]];
-            xs = scr;
+    } else if (L->h && j->n == 1) {
+        j->mm->k->gemv16(L->h, L->h_bf16, (uint32_t)in, (uint32_t)lo, (uint32_t)hi, j->X, j->Y + lo);
+    } else if (L->h) {
+        for (int r0 = lo; r0 < hi; r0 += SPQR_PANEL_ROWS) {
+            int r1 = r0 + SPQR_PANEL_ROWS < hi ? r0 + SPQR_PANEL_ROWS : hi;
+            const uint16_t *src = L->h + (size_t)r0 * in;
+            for (size_t e = 0; e < (size_t)(r1 - r0) * in; e++) scr[e] = L->h_bf16 ? spqr_bf16_to_f32(src[e]) : spqr_f16_to_f32(src[e]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, in, 1.0f, j->X, in, scr, in, 0.0f, j->Y + r0, out);
         }
-        spqr_qview_gemv_rows(L->q, (uint32_t)lo, (uint32_t)hi, xs, j->Y + lo);
+    } else if (j->n == 1) {
+        const spqr_qview *q = L->q;
+        float *xs = scr, *gsum = scr + in; /* [cols] x in stored order, [groups] its group sums */
+        for (int c = 0; c < in; c++) xs[c] = j->X[q->perm ? q->perm[c] : c];
+        for (uint32_t g = 0, c0 = 0; c0 < (uint32_t)in; g++, c0 += q->groupsize) {
+            uint32_t c1 = c0 + q->groupsize < (uint32_t)in ? c0 + q->groupsize : (uint32_t)in;
+            float s = 0;
+            for (uint32_t c = c0; c < c1; c++) s += xs[c];
+            gsum[g] = s;
+        }
+        j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
     } else {
         for (int r0 = lo; r0 < hi; r0 += SPQR_PANEL_ROWS) {
             int r1 = r0 + SPQR_PANEL_ROWS < hi ? r0 + SPQR_PANEL_ROWS : hi;
@@ -43,8 +56,7 @@ static void mm_task(void *arg, int ith, int nth) {
             for (int o = lo; o < hi; o++) j->Y[(size_t)r * out + o] += j->bias[o];
 }
 
-void spqr_linear_forward(spqr_pool *pool, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y, float *scratch,
-                         size_t per_thread) {
-    mm_job j = {lin, X, bias, Y, scratch, per_thread, n};
-    spqr_pool_run(pool, mm_task, &j);
+void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y) {
+    mm_job j = {mm, lin, X, bias, Y, n};
+    spqr_pool_run(mm->pool, mm_task, &j);
 }

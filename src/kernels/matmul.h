@@ -3,15 +3,17 @@
  * split by output rows over a pool. Each thread calls single-threaded OpenBLAS on its slice.
  *
  *   fp32:       n == 1: sgemv;  n > 1: sgemm
- *   quantized:  n == 1: fused dequantize-dot on the stored layout (activation permuted once per
- *               thread into stored column order);  n > 1: panels of SPQR_PANEL_ROWS rows dequantized
- *               into per-thread scratch, each feeding an sgemm
+ *   quantized:  n == 1: the fused dequantize-dot kernel of this CPU (cpu.h) on the packed layout,
+ *               the activation permuted once per thread into stored column order;
+ *               n > 1: panels of SPQR_PANEL_ROWS rows dequantized into per-thread scratch, each
+ *               feeding an sgemm
+ *   16-bit:     n == 1: the CPU's bf16/f16 GEMV kernel; n > 1: converted panels + sgemm
  */
 #ifndef SPQR_MATMUL_H
 #define SPQR_MATMUL_H
 
 #include "core/pool.h"
-#include "format/qmatrix.h"
+#include "kernels/cpu.h"
 
 #define SPQR_PANEL_ROWS 64
 
@@ -19,14 +21,22 @@ typedef struct spqr_linear {
     int rows, cols;
     const float *w;      /* fp32 [rows][cols], or NULL */
     const spqr_qview *q; /* quantized, or NULL */
+    const uint16_t *h;   /* 16-bit [rows][cols] (kept tensors of .spqr files), or NULL */
+    int h_bf16;          /* h is bf16 (else IEEE half) */
 } spqr_linear;
 
-/* Per-thread scratch floats that spqr_linear_forward needs for layers of at most `max_cols` inputs. */
-static inline size_t spqr_linear_scratch(int max_cols) { return (size_t)(SPQR_PANEL_ROWS + 1) * (size_t)max_cols; }
+/* What a product needs besides its operands: threads, kernels, per-thread scratch. */
+typedef struct spqr_mm {
+    spqr_pool *pool;
+    const spqr_cpu_kernels *k;
+    float *scratch;    /* n_threads blocks of per_thread floats */
+    size_t per_thread; /* >= spqr_linear_scratch(widest layer's cols) */
+} spqr_mm;
 
-/* Y[n][rows] = X[n][cols] · Wᵀ (+ bias[rows] if not NULL). `scratch` holds n_threads blocks of
- * `per_thread` floats (>= spqr_linear_scratch(cols)). */
-void spqr_linear_forward(spqr_pool *pool, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y, float *scratch,
-                         size_t per_thread);
+/* Per-thread scratch floats for layers of at most `max_cols` inputs. */
+static inline size_t spqr_linear_scratch(int max_cols) { return (size_t)(SPQR_PANEL_ROWS + 9) * (size_t)max_cols + 64; }
+
+/* Y[n][rows] = X[n][cols] · Wᵀ (+ bias[rows] if not NULL). */
+void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y);
 
 #endif

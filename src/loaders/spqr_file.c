@@ -99,6 +99,34 @@ static spqr_status parse_config(spqr_model *m, const spqr_json *c, const char *p
     return spqr_config_check(k, path, err);
 }
 
+/* The "quantization" object: method and hyper-parameters (informational; the tensors carry what
+ * decoding needs). */
+static spqr_status parse_quant(spqr_model *m, const spqr_json *q, const char *path, spqr_error *err) {
+    spqr_quant_info *i = &m->qinfo;
+    memset(i, 0, sizeof *i);
+    const char *method = spqr_json_str(spqr_json_get(q, "method"));
+    if (!method || strlen(method) >= sizeof i->method) return spqr_set_err(err, SPQR_E_FORMAT, "%s: metadata has no quantization method", path);
+    snprintf(i->method, sizeof i->method, "%s", method);
+    double v;
+    if (!cfg_int(q, "wbits", 1, 8, &i->wbits)) i->wbits = 0;
+    if (!cfg_int(q, "groupsize", 0, 1 << 24, &i->groupsize)) i->groupsize = 0;
+    if (!cfg_int(q, "qq_bits", 0, 8, &i->qq_bits)) i->qq_bits = 0;
+    if (!cfg_int(q, "qq_groupsize", 0, 1 << 24, &i->qq_groupsize)) i->qq_groupsize = 0;
+    i->outlier_threshold = spqr_json_num(spqr_json_get(q, "outlier_threshold"), &v) ? v : INFINITY;
+    const char *perm = spqr_json_str(spqr_json_get(q, "perm"));
+    i->act_order = perm && !strcmp(perm, "act_order");
+    i->percdamp = spqr_json_num(spqr_json_get(q, "percdamp"), &v) ? v : 0;
+    const spqr_json *cal = spqr_json_get(q, "calibration");
+    if (!cfg_int(cal, "nsamples", 0, 1 << 30, &i->nsamples)) i->nsamples = 0;
+    if (!cfg_int(cal, "seqlen", 0, 1 << 30, &i->seqlen)) i->seqlen = 0;
+    int64_t k;
+    i->quantized_weights = spqr_json_i64(spqr_json_get(q, "quantized_weights"), &k) ? k : 0;
+    i->n_outliers = spqr_json_i64(spqr_json_get(q, "outliers"), &k) ? k : 0;
+    i->bits_paper = spqr_json_num(spqr_json_get(q, "bits_paper"), &v) ? v : 0;
+    i->bits_file = spqr_json_num(spqr_json_get(q, "bits_file"), &v) ? v : 0;
+    return SPQR_OK;
+}
+
 /* Checks [off, off + size) lies inside the file. */
 static bool inside(uint64_t off, uint64_t size, uint64_t file) {
     uint64_t end;
@@ -135,6 +163,7 @@ spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err
     if (!meta) return spqr_set_err(err, SPQR_E_FORMAT, "%s: metadata is not valid JSON: %s", path, jmsg);
     const spqr_json *cfg = spqr_json_get(meta, "config");
     st = cfg && cfg->type == SPQR_JSON_OBJECT ? parse_config(m, cfg, path, err) : spqr_set_err(err, SPQR_E_FORMAT, "%s: metadata has no config object", path);
+    if (!st) st = parse_quant(m, spqr_json_get(meta, "quantization"), path, err);
     spqr_json_free(meta);
     if (st) return st;
     m->meta = malloc((size_t)h.meta_size + 1);
@@ -147,6 +176,7 @@ spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err
         if ((st = spqr_tokenizer_load_memory(d + h.tok_off, (size_t)h.tok_size, name, &m->tok, err))) return st;
     }
 
+    m->keep16 = 1; /* the 16-bit embedding and head run as they are stored */
     const uint64_t data_start = h.dir_off + dir_size;
     for (uint32_t i = 0; i < h.n_tensors; i++) {
         spqr_file_tensor t;

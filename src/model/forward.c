@@ -32,8 +32,7 @@ struct spqr_ctx {
     float *kcache, *vcache; /* [n_layers][n_kv][n_ctx][hd] */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *logits;          /* [n_batch][vocab] */
-    float *mm_scratch;      /* [n_threads][mm_per_thread]: quantized-layer panels */
-    size_t mm_per_thread;
+    spqr_mm mm;             /* pool, kernels and per-thread scratch of the matrix products */
 };
 
 /* ---- RoPE tables ------------------------------------------------------------------------------- */
@@ -163,7 +162,7 @@ static void attn_task(void *arg, int ith, int nth) {
 /* ---- the pass ---------------------------------------------------------------------------------- */
 
 static void linear(spqr_ctx *c, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y) {
-    spqr_linear_forward(c->pool, lin, X, n, bias, Y, c->mm_scratch, c->mm_per_thread);
+    spqr_linear_forward(&c->mm, lin, X, n, bias, Y);
 }
 
 /* Block l on c->x[0..n) (tokens at positions pos..pos+n-1), in place. `cap`, if not NULL, sees the
@@ -219,7 +218,7 @@ spqr_status spqr_ctx_forward(spqr_ctx *c, const int32_t *ids, int n, int pos, in
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= cfg->vocab_size) return spqr_set_err(err, SPQR_E_ARG, "forward: token id %d is outside the vocabulary (%d)", ids[i], cfg->vocab_size);
     const int dim = cfg->dim;
-    for (int i = 0; i < n; i++) memcpy(c->x + (size_t)i * dim, m->embed + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    for (int i = 0; i < n; i++) spqr_model_embed_row(m, ids[i], c->x + (size_t)i * dim);
     for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, l, n, pos, NULL, NULL);
     const int first = all_logits ? 0 : n - 1, rows = n - first;
     for (int i = first; i < n; i++) rmsnorm(c->xb + (size_t)(i - first) * dim, c->x + (size_t)i * dim, m->final_norm, dim, cfg->norm_eps);
@@ -241,7 +240,7 @@ spqr_status spqr_ctx_block(spqr_ctx *c, int layer, const float *in, float *out, 
 
 void spqr_ctx_embed(const spqr_ctx *c, const int32_t *ids, int n, float *out) {
     const int dim = c->m->cfg.dim;
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, c->m->embed + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    for (int i = 0; i < n; i++) spqr_model_embed_row(c->m, ids[i], out + (size_t)i * dim);
 }
 
 const float *spqr_ctx_logits(const spqr_ctx *c) { return c->logits; }
@@ -292,16 +291,18 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
     c->logits = with_logits ? spqr_aligned_alloc(B * cfg->vocab_size, sizeof(float)) : NULL;
     int max_cols = cfg->dim > cfg->hidden_dim ? cfg->dim : cfg->hidden_dim;
     if ((int)qd > max_cols) max_cols = (int)qd;
-    c->mm_per_thread = spqr_linear_scratch(max_cols);
-    c->mm_scratch = spqr_aligned_alloc((size_t)o.n_threads * c->mm_per_thread, sizeof(float));
+    c->mm.per_thread = spqr_linear_scratch(max_cols);
+    c->mm.scratch = spqr_aligned_alloc((size_t)o.n_threads * c->mm.per_thread, sizeof(float));
+    c->mm.k = spqr_cpu_select();
     if (!c->x || !c->xb || !c->q || !c->att || !c->k || !c->v || !c->hb || !c->hb2 || !c->scores || !c->kcache || !c->vcache ||
-        !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm_scratch) {
+        !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm.scratch) {
         spqr_ctx_free(c);
         return spqr_set_err(err, SPQR_E_NOMEM, "context: out of memory for n_ctx %d, n_batch %d", o.n_ctx, o.n_batch);
     }
     rope_tables(c);
     openblas_set_num_threads(1); /* each pool thread calls BLAS on its own slice */
     c->pool = spqr_pool_new(o.n_threads);
+    c->mm.pool = c->pool;
     if (!c->pool) {
         spqr_ctx_free(c);
         return spqr_set_err(err, SPQR_E_NOMEM, "context: cannot start %d threads", o.n_threads);
@@ -313,7 +314,7 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
 void spqr_ctx_free(spqr_ctx *c) {
     if (!c) return;
     spqr_pool_free(c->pool);
-    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm_scratch};
+    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm.scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) spqr_aligned_free(bufs[i]);
     free(c);
 }
@@ -321,6 +322,7 @@ void spqr_ctx_free(spqr_ctx *c) {
 int spqr_ctx_n_ctx(const spqr_ctx *c) { return c->n_ctx; }
 int spqr_ctx_n_batch(const spqr_ctx *c) { return c->n_batch; }
 int spqr_ctx_n_threads(const spqr_ctx *c) { return c->n_threads; }
+const char *spqr_ctx_kernels(const spqr_ctx *c) { return c->mm.k->name; }
 
 spqr_pool *spqr_ctx_pool(spqr_ctx *c) { return c->pool; }
 const spqr_model *spqr_ctx_model(const spqr_ctx *c) { return c->m; }

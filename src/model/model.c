@@ -192,13 +192,45 @@ static spqr_status view_f32(spqr_model *m, const char *name, int64_t d0, int64_t
     return SPQR_OK;
 }
 
-/* A linear layer's weight [rows][cols]: quantized view or fp32 view. */
+/* A 16-bit 2-D tensor [d0][d1] used as it is (kept16 models): shape and NaN/Inf checked. Returns
+ * false (not an error) when the tensor is not 16-bit or not 2-byte aligned. */
+static bool view16(spqr_model *m, const spqr_tensor *t, int64_t d0, int64_t d1, const uint16_t **out, int *bf16, spqr_status *st, spqr_error *err) {
+    if (!m->keep16 || !t || t->q || (t->dtype != SPQR_DTYPE_F16 && t->dtype != SPQR_DTYPE_BF16) || ((uintptr_t)t->data & 1)) return false;
+    const char *file = m->maps[t->file].path;
+    if (t->n_dims != 2 || t->shape[0] != d0 || t->shape[1] != d1) {
+        *st = spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s has the wrong shape for [%lld, %lld]", file, t->name, (long long)d0, (long long)d1);
+        return true;
+    }
+    const uint16_t *h = (const uint16_t *)t->data, expo = t->dtype == SPQR_DTYPE_BF16 ? 0x7f80 : 0x7c00;
+    for (uint64_t i = 0; i < t->n_elem; i++)
+        if ((h[i] & expo) == expo) {
+            *st = spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: element %llu is NaN or Inf", file, t->name, (unsigned long long)i);
+            return true;
+        }
+    *out = h;
+    *bf16 = t->dtype == SPQR_DTYPE_BF16;
+    *st = SPQR_OK;
+    return true;
+}
+
+void spqr_model_embed_row(const spqr_model *m, int id, float *out) {
+    const int dim = m->cfg.dim;
+    if (m->embed) {
+        memcpy(out, m->embed + (size_t)id * dim, (size_t)dim * sizeof(float));
+        return;
+    }
+    const uint16_t *h = m->embed16 + (size_t)id * dim;
+    for (int i = 0; i < dim; i++) out[i] = m->embed16_bf16 ? spqr_bf16_to_f32(h[i]) : spqr_f16_to_f32(h[i]);
+}
+
+/* A linear layer's weight [rows][cols]: quantized view, 16-bit view (kept16) or fp32 view. */
 static spqr_status bind_linear(spqr_model *m, const char *name, int64_t rows, int64_t cols, spqr_linear *lin, spqr_error *err) {
     const spqr_tensor *t = spqr_model_find(m, name);
+    memset(lin, 0, sizeof *lin);
     lin->rows = (int)rows;
     lin->cols = (int)cols;
-    lin->w = NULL;
-    lin->q = NULL;
+    spqr_status st;
+    if (view16(m, t, rows, cols, &lin->h, &lin->h_bf16, &st, err)) return st;
     if (t && t->q) {
         if ((int64_t)t->q->rows != rows || (int64_t)t->q->cols != cols)
             return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s has shape [%u, %u], the config needs [%lld, %lld]", m->maps[t->file].path,
@@ -213,12 +245,13 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
     const spqr_config *c = &m->cfg;
     const int64_t dim = c->dim, hid = c->hidden_dim, V = c->vocab_size;
     const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    spqr_status st;
-    if ((st = view_f32(m, "model.embed_tokens.weight", V, dim, false, &m->embed, err)) ||
-        (st = view_f32(m, "model.norm.weight", dim, 0, false, &m->final_norm, err)))
+    spqr_status st = SPQR_OK;
+    if (!view16(m, spqr_model_find(m, "model.embed_tokens.weight"), V, dim, &m->embed16, &m->embed16_bf16, &st, err) &&
+        (st = view_f32(m, "model.embed_tokens.weight", V, dim, false, &m->embed, err)))
         return st;
+    if (st || (st = view_f32(m, "model.norm.weight", dim, 0, false, &m->final_norm, err))) return st;
     if (c->tied_embeddings) {
-        m->output = (spqr_linear){(int)V, (int)dim, m->embed, NULL};
+        m->output = (spqr_linear){(int)V, (int)dim, m->embed, NULL, m->embed16, m->embed16_bf16};
     } else if ((st = bind_linear(m, "lm_head.weight", V, dim, &m->output, err))) {
         return st;
     }
@@ -404,6 +437,12 @@ void spqr_model_free(spqr_model *m) {
 const spqr_config *spqr_model_config(const spqr_model *m) { return &m->cfg; }
 const spqr_tokenizer *spqr_model_tokenizer(const spqr_model *m) { return m->tok; }
 const char *spqr_model_meta(const spqr_model *m) { return m->meta; }
+
+spqr_status spqr_model_quant_info(const spqr_model *m, spqr_quant_info *info) {
+    if (!m->meta) return SPQR_E_ARG;
+    *info = m->qinfo;
+    return SPQR_OK;
+}
 const char *spqr_model_path(const spqr_model *m) { return m->path; }
 int spqr_model_n_tensors(const spqr_model *m) { return m->n_tensors; }
 
@@ -418,6 +457,21 @@ spqr_status spqr_model_tensor_info(const spqr_model *m, int i, spqr_tensor_info 
     info->nbytes = t->nbytes;
     info->file = m->maps[t->file].path;
     return SPQR_OK;
+}
+
+static int64_t linear_bytes(const spqr_linear *l) {
+    if (l->q) return (int64_t)l->q->lay.size;
+    return (int64_t)l->rows * l->cols * (l->h ? 2 : 4);
+}
+
+int64_t spqr_model_decode_bytes(const spqr_model *m) {
+    int64_t b = linear_bytes(&m->output) + (int64_t)m->cfg.dim * (m->embed ? 4 : 2);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const spqr_layer *y = &m->layers[l];
+        b += linear_bytes(&y->wq) + linear_bytes(&y->wk) + linear_bytes(&y->wv) + linear_bytes(&y->wo) + linear_bytes(&y->w_gate) +
+             linear_bytes(&y->w_up) + linear_bytes(&y->w_down);
+    }
+    return b;
 }
 
 int64_t spqr_model_n_params(const spqr_model *m) {

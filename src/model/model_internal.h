@@ -47,7 +47,10 @@ struct spqr_model {
     int32_t *index;          /* open-addressing hash of tensor names: slot -> tensor index, -1 empty */
     uint32_t index_cap;      /* power of two, >= 2 * n_tensors */
     /* fp32 views */
-    const float *embed;      /* [vocab][dim] */
+    const float *embed;      /* [vocab][dim] fp32, or NULL when embed16 is used */
+    const uint16_t *embed16; /* [vocab][dim] 16-bit (kept16 models), else NULL */
+    int embed16_bf16;
+    int keep16;              /* run 16-bit tensors as they are (.spqr files) instead of converting to fp32 */
     const float *final_norm; /* [dim] */
     spqr_linear output;      /* [vocab][dim]; the embedding when tied */
     spqr_layer *layers;
@@ -56,6 +59,7 @@ struct spqr_model {
     spqr_tokenizer *tok;
     char *tok_path;          /* where the tokenizer came from (NULL: none, or embedded in a .spqr) */
     char *meta;              /* .spqr: the JSON metadata (NUL-terminated), else NULL */
+    spqr_quant_info qinfo;   /* .spqr: parsed from meta */
 };
 
 /* Maps `path` and appends it to m->maps; *idx receives its index. */
@@ -74,6 +78,9 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err);
 /* Appends a quantized matrix described by `t` whose blob is [offset, offset + t->data_size) of
  * maps[file]; validates it (spqr_qview_init). */
 spqr_status spqr_model_add_qtensor(spqr_model *m, const spqr_file_tensor *t, int file, uint64_t offset, spqr_error *err);
+
+/* Row `id` of the embedding as fp32 into out[dim]. */
+void spqr_model_embed_row(const spqr_model *m, int id, float *out);
 
 /* Loaders (src/loaders). */
 spqr_status spqr_load_safetensors(spqr_model *m, const char *path, spqr_error *err);

@@ -255,6 +255,8 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                 pm.outlier_share = (double)j->res.entry.n_outliers / ((double)lin->rows * lin->cols);
                 pm.rel_err = j->res.rel_err;
                 pm.percdamp_used = j->res.percdamp_used;
+                pm.bits_paper = spqr_bits_paper(&j->res.entry);
+                pm.bits_file = 8.0 * (double)j->res.entry.data_size / ((double)lin->rows * lin->cols);
                 pm.seconds = j->seconds;
                 pm.elapsed = spqr_now() - t0;
                 double done = l + (k + 1.0) / N_MODULES;

@@ -1,0 +1,127 @@
+/*
+ * qgemv_avx512.c — AVX-512 quantized matrix-vector product (compiled with -mavx512f -mavx512bw
+ * -mavx512vl -mavx512dq plus AVX2).
+ *
+ * Dense part, for w ≤ 4 and groups of a multiple of 16 codes: 16 codes are one 64-bit load (a group
+ * of 16 codes of w bits starts on a byte boundary): lanes 0–7 take the low 32 bits, lanes 8–15 the
+ * bits from 8w up, then a per-lane shift (0, w, …, 7w) and a mask. Other shapes use the shared
+ * 8-wide loop.
+ * SpQR statistics, for q ≤ 4: the 2q-bit (scale code, zero code) pairs of 8 groups are one 64-bit
+ * load decoded the same way, then s, z = A·(code − B) with A = (ss, zs), B = (sz, zz) per group:
+ * the same float operations as the scalar path, so results are identical.
+ */
+#include "kernels/cpu.h"
+#include "kernels/qgemv_common.h"
+#include "kernels/x86/qgemv_x86.h"
+
+/* 16 w-bit fields starting at a byte boundary, one per 32-bit lane (16w ≤ 64). */
+static inline __m512i fields16(const uint8_t *p, unsigned w, __m512i shifts, __m512i mask) {
+    uint64_t word;
+    memcpy(&word, p, 8);
+    __m512i both = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32((int)(uint32_t)word), _mm512_set1_epi32((int)(uint32_t)(word >> (8 * w))));
+    return _mm512_and_si512(_mm512_srlv_epi32(both, shifts), mask);
+}
+
+static inline __m512i lane_shifts(unsigned w) {
+    const int k = (int)w;
+    return _mm512_setr_epi32(0, k, 2 * k, 3 * k, 4 * k, 5 * k, 6 * k, 7 * k, 0, k, 2 * k, 3 * k, 4 * k, 5 * k, 6 * k, 7 * k);
+}
+
+static void row_stats_avx512(const spqr_qview *v, uint32_t r, const float *qqf, float *s, float *z) {
+    const unsigned q = v->qq_bits;
+    if (v->kind != SPQR_TK_SPQR || q > 4) { qk_row_stats(v, r, qqf, s, z); return; }
+    const uint64_t G = v->lay.groups;
+    const uint8_t *srow = v->stats + (uint64_t)r * v->lay.stat_stride;
+    const __m512i shifts = lane_shifts(q), mask = _mm512_set1_epi32((1 << q) - 1);
+    const __m512i ia = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); /* ss, zs of groups 0..7 */
+    const __m512i ib = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31); /* sz, zz */
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    uint64_t g = 0;
+    for (; g + 8 <= G; g += 8) {
+        __m512 q0 = _mm512_loadu_ps(qqf + 4 * g), q1 = _mm512_loadu_ps(qqf + 4 * g + 16);
+        __m512 A = _mm512_permutex2var_ps(q0, ia, q1), B = _mm512_permutex2var_ps(q0, ib, q1);
+        __m512 codes = _mm512_cvtepi32_ps(fields16(srow + g * 2 * q / 8, q, shifts, mask)); /* s0 z0 s1 z1 ... */
+        __m512 vals = _mm512_permutexvar_ps(even, _mm512_mul_ps(A, _mm512_sub_ps(codes, B)));
+        _mm256_storeu_ps(s + g, _mm512_castps512_ps256(vals));
+        _mm256_storeu_ps(z + g, _mm512_extractf32x8_ps(vals, 1));
+    }
+    for (; g < G; g++) {
+        s[g] = spqr_deq(qqf[4 * g], qqf[4 * g + 1], spqr_bits_get(srow, 2 * g, q));
+        z[g] = spqr_deq(qqf[4 * g + 2], qqf[4 * g + 3], spqr_bits_get(srow, 2 * g + 1, q));
+    }
+}
+
+static inline float zterm_avx512(const float *s, const float *z, const float *gsum, uint64_t G) {
+    __m512 acc = _mm512_setzero_ps();
+    uint64_t g = 0;
+    for (; g + 16 <= G; g += 16) acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(s + g), _mm512_loadu_ps(z + g)), _mm512_loadu_ps(gsum + g), acc);
+    float t = _mm512_reduce_add_ps(acc);
+    for (; g < G; g++) t += s[g] * z[g] * gsum[g];
+    return t;
+}
+
+static inline float dense_avx512(const spqr_qview *v, const uint8_t *crow, const float *s, const float *x) {
+    const unsigned w = v->wbits;
+    const uint32_t cols = v->cols, gs = v->groupsize;
+    if (w > 4 || (gs & 15)) return dense_avx2(v, crow, s, x);
+    const __m512i shifts = lane_shifts(w), mask = _mm512_set1_epi32((1 << w) - 1);
+    const uint32_t full = cols / gs; /* whole groups; a ragged last group is finished below */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const uint32_t chunk_bytes = 2 * w; /* 16 codes */
+    const uint8_t *p = crow;
+    const float *xp = x;
+    for (uint32_t g = 0; g < full; g++) {
+        const __m512 sg = _mm512_set1_ps(s[g]);
+        uint32_t k = 0;
+        for (; k + 32 <= gs; k += 32, p += 2 * chunk_bytes, xp += 32) { /* two independent chains */
+            __m512 t0 = _mm512_mul_ps(_mm512_cvtepi32_ps(fields16(p, w, shifts, mask)), _mm512_loadu_ps(xp));
+            __m512 t1 = _mm512_mul_ps(_mm512_cvtepi32_ps(fields16(p + chunk_bytes, w, shifts, mask)), _mm512_loadu_ps(xp + 16));
+            acc0 = _mm512_fmadd_ps(sg, t0, acc0);
+            acc1 = _mm512_fmadd_ps(sg, t1, acc1);
+        }
+        for (; k < gs; k += 16, p += chunk_bytes, xp += 16)
+            acc0 = _mm512_fmadd_ps(sg, _mm512_mul_ps(_mm512_cvtepi32_ps(fields16(p, w, shifts, mask)), _mm512_loadu_ps(xp)), acc0);
+    }
+    float tail = 0;
+    if (full * gs < cols) {
+        float t = 0;
+        for (uint32_t j = full * gs; j < cols; j++) t += (float)spqr_bits_get(crow, j, w) * x[j];
+        tail = s[full] * t;
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
+}
+
+static void qgemv_avx512(const spqr_qview *v, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *scratch, float *y) {
+#define DENSE(crow, s, x) dense_avx512(v, crow, s, x)
+    QK_ROWS(v, r0, r1, x_s, gsum, scratch, y, DENSE, row_stats_avx512, zterm_avx512);
+#undef DENSE
+}
+
+/* 16-bit matrix-vector product, 16 columns at a time, two rows at once for memory parallelism. */
+static void gemv16_avx512(const uint16_t *W, int bf16, uint32_t cols, uint32_t r0, uint32_t r1, const float *x, float *y) {
+    for (uint32_t r = r0; r < r1; r++) {
+        const uint16_t *w = W + (uint64_t)r * cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        uint32_t j = 0;
+        for (; j + 32 <= cols; j += 32) {
+            __m256i h0 = _mm256_loadu_si256((const __m256i *)(w + j)), h1 = _mm256_loadu_si256((const __m256i *)(w + j + 16));
+            __m512 f0 = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h0), 16)) : _mm512_cvtph_ps(h0);
+            __m512 f1 = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16)) : _mm512_cvtph_ps(h1);
+            a0 = _mm512_fmadd_ps(f0, _mm512_loadu_ps(x + j), a0);
+            a1 = _mm512_fmadd_ps(f1, _mm512_loadu_ps(x + j + 16), a1);
+        }
+        float t = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        for (; j < cols; j++) t += (bf16 ? spqr_bf16_to_f32(w[j]) : spqr_f16_to_f32(w[j])) * x[j];
+        y[r - r0] = t;
+    }
+}
+
+static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512};
+
+const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+               ? &avx512
+               : NULL;
+}
