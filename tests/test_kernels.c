@@ -6,6 +6,7 @@
  */
 #include "harness.h"
 
+#include "core/core.h"
 #include "kernels/cpu.h"
 #include "kernels/matmul.h"
 #include "quant/quantize.h"
@@ -61,7 +62,51 @@ static void check_matrix(const spqr_qresult *r, const char *what) {
             }
         }
     }
+    /* dequantization kernels (prefill panels): bit-identical to the reference decoder */
+    float *ref = malloc((size_t)rows * cols * sizeof *ref), *got = malloc((size_t)rows * cols * sizeof *got);
+    spqr_qview_dequant_rows(&v, 0, rows, 0, ref);
+    for (int k = 0; k < 3; k++) {
+        if (!ks[k]) continue;
+        uint32_t mid = rows / 2 + 1 < rows ? rows / 2 + 1 : rows;
+        ks[k]->qdequant(&v, 0, mid, scratch, got);
+        ks[k]->qdequant(&v, mid, rows, scratch, got + (size_t)mid * cols);
+        CHECKF(!memcmp(ref, got, (size_t)rows * cols * sizeof *ref), "%s, %s dequant kernel differs from the reference decoder", what, ks[k]->name);
+    }
+    free(ref); free(got);
     free(x); free(xs); free(gsum); free(scratch); free(y); free(yg);
+}
+
+/* The 16-bit GEMV kernels against the generic one, bf16 and half, with tails. */
+static void test_gemv16(void) {
+    const uint32_t rows = 13, cols = 77;
+    uint16_t *W = malloc(rows * cols * sizeof *W);
+    float x[77], yg[13], y[13];
+    for (uint32_t c = 0; c < cols; c++) x[c] = frand();
+    const spqr_cpu_kernels *ks[] = {spqr_cpu_kernels_avx2(), spqr_cpu_kernels_avx512()};
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        for (uint32_t i = 0; i < rows * cols; i++) {
+            float f = frand();
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            W[i] = bf16 ? (uint16_t)(u >> 16) : spqr_f32_to_f16(f);
+        }
+        spqr_cpu_kernels_generic()->gemv16(W, bf16, cols, 0, rows, x, yg);
+        for (uint32_t r = 0; r < rows; r++) {
+            double ref = 0, mag = 0;
+            for (uint32_t c = 0; c < cols; c++) {
+                double w = bf16 ? spqr_bf16_to_f32(W[r * cols + c]) : spqr_f16_to_f32(W[r * cols + c]);
+                ref += w * x[c];
+                mag += fabs(w * x[c]);
+            }
+            CHECKF(fabs(yg[r] - ref) <= 1e-5 * mag, "generic gemv16 row %u", r);
+        }
+        for (int k = 0; k < 2; k++) {
+            if (!ks[k]) continue;
+            ks[k]->gemv16(W, bf16, cols, 3, rows, x, y + 3);
+            for (uint32_t r = 3; r < rows; r++) CHECKF(fabs(y[r] - yg[r]) <= 1e-5 * (fabs(yg[r]) + 1), "%s gemv16 %s row %u", ks[k]->name, bf16 ? "bf16" : "f16", r);
+        }
+    }
+    free(W);
 }
 
 static void test_qgemv_all_shapes(void) {
@@ -118,6 +163,7 @@ static void test_cpu_select(void) {
 
 const th_test suite_kernels[] = {
     {"kernels_qgemv_vs_generic_and_reference", test_qgemv_all_shapes},
+    {"kernels_gemv16_bf16_f16", test_gemv16},
     {"kernels_cpu_select", test_cpu_select},
     {NULL, NULL},
 };

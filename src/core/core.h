@@ -70,6 +70,9 @@ void spqr_sb_printf(spqr_sb *b, const char *fmt, ...) SPQR_PRINTF(2, 3);
 void spqr_sb_json_str(spqr_sb *b, const char *s);
 void spqr_sb_free(spqr_sb *b);
 
+/* CRC-32 (zlib's polynomial) of n bytes, any n. */
+uint32_t spqr_crc32(const void *p, uint64_t n);
+
 /* Monotonic seconds. */
 double spqr_now(void);
 

@@ -1,5 +1,5 @@
 /* json.c — strict recursive-descent JSON parser; see json.h. */
-#include "json.h"
+#include "core/json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -283,4 +283,16 @@ bool spqr_json_num(const spqr_json *j, double *out) {
 
 const char *spqr_json_str(const spqr_json *j) {
     return (j && j->type == SPQR_JSON_STRING) ? j->str : NULL;
+}
+
+spqr_status spqr_json_read_file(const char *path, uint64_t max_size, spqr_json **out, spqr_error *err) {
+    *out = NULL;
+    char *text;
+    size_t len;
+    spqr_status st = spqr_read_file(path, max_size, &text, &len, err);
+    if (st) return st;
+    char jmsg[256];
+    *out = spqr_json_parse(text, len, jmsg, sizeof jmsg);
+    free(text);
+    return *out ? SPQR_OK : spqr_set_err(err, SPQR_E_FORMAT, "%s: not valid JSON: %s", path, jmsg);
 }

@@ -6,6 +6,8 @@
 #ifndef SPQR_JSON_H
 #define SPQR_JSON_H
 
+#include "core/core.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +36,8 @@ struct spqr_json {
 /* Parses len bytes. On error returns NULL and writes "line L, column C: reason" into msg. */
 spqr_json *spqr_json_parse(const char *text, size_t len, char *msg, size_t msg_cap);
 void spqr_json_free(spqr_json *j);
+/* Reads and parses a file of at most max_size bytes; errors name the file. */
+spqr_status spqr_json_read_file(const char *path, uint64_t max_size, spqr_json **out, spqr_error *err);
 
 /* Member `key` of an object (the last one if repeated); NULL if absent or j is not an object. */
 const spqr_json *spqr_json_get(const spqr_json *j, const char *key);

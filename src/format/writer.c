@@ -6,21 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include <zlib.h>
 
 static uint64_t align_up(uint64_t x) { return (x + SPQR_ALIGN - 1) & ~(uint64_t)(SPQR_ALIGN - 1); }
-
-static uint32_t crc(const void *p, uint64_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const uint8_t *b = p;
-    while (n) { /* zlib takes uInt lengths */
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, b, k);
-        b += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
 
 /* Writes n bytes, then zeros up to `to` (the next section's offset). */
 static bool put(int fd, uint64_t *pos, const void *p, uint64_t n, uint64_t to) {
@@ -62,14 +49,14 @@ spqr_status spqr_file_write(const char *path, const char *meta_json, const void 
     for (uint32_t i = 0; i < n; i++) {
         dir[i] = ts[i].entry;
         dir[i].data_off = off;
-        dir[i].data_crc = crc(ts[i].data, dir[i].data_size);
+        dir[i].data_crc = spqr_crc32(ts[i].data, dir[i].data_size);
         off = align_up(off + dir[i].data_size);
     }
     h.file_size = off;
-    h.meta_crc = crc(meta_json, h.meta_size);
-    h.tok_crc = crc(tok, h.tok_size);
-    h.dir_crc = crc(dir, (uint64_t)n * sizeof *dir);
-    h.header_crc = crc(&h, offsetof(spqr_file_header, header_crc));
+    h.meta_crc = spqr_crc32(meta_json, h.meta_size);
+    h.tok_crc = spqr_crc32(tok, h.tok_size);
+    h.dir_crc = spqr_crc32(dir, (uint64_t)n * sizeof *dir);
+    h.header_crc = spqr_crc32(&h, offsetof(spqr_file_header, header_crc));
 
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 32);

@@ -19,10 +19,15 @@ typedef void (*spqr_qgemv_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, con
  * `bf16`, else IEEE half), accumulated in fp32. */
 typedef void (*spqr_gemv16_fn)(const uint16_t *W, int bf16, uint32_t cols, uint32_t r0, uint32_t r1, const float *x, float *y);
 
+/* out[(r - r0) * cols + j] = W[r][j] for rows [r0, r1), columns in STORED order, outliers included:
+ * bit-identical to spqr_qview_dequant_rows(v, r0, r1, 0, out) (the same float operations). */
+typedef void (*spqr_qdequant_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out);
+
 typedef struct spqr_cpu_kernels {
     const char *name; /* "generic", "avx2", "avx512" */
     spqr_qgemv_fn qgemv;
     spqr_gemv16_fn gemv16;
+    spqr_qdequant_fn qdequant;
 } spqr_cpu_kernels;
 
 /* Floats of scratch qgemv needs for v. */

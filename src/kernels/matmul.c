@@ -45,10 +45,12 @@ static void mm_task(void *arg, int ith, int nth) {
         }
         j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
     } else {
+        const float *X = L->q->perm ? j->mm->xbuf : j->X; /* permuted by perm_task */
+        float *panel = scr + 8 * (size_t)L->q->lay.groups + 16;
         for (int r0 = lo; r0 < hi; r0 += SPQR_PANEL_ROWS) {
             int r1 = r0 + SPQR_PANEL_ROWS < hi ? r0 + SPQR_PANEL_ROWS : hi;
-            spqr_qview_dequant_rows(L->q, (uint32_t)r0, (uint32_t)r1, 1, scr);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, in, 1.0f, j->X, in, scr, in, 0.0f, j->Y + r0, out);
+            j->mm->k->qdequant(L->q, (uint32_t)r0, (uint32_t)r1, scr, panel);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, in, 1.0f, X, in, panel, in, 0.0f, j->Y + r0, out);
         }
     }
     if (j->bias)
@@ -56,7 +58,19 @@ static void mm_task(void *arg, int ith, int nth) {
             for (int o = lo; o < hi; o++) j->Y[(size_t)r * out + o] += j->bias[o];
 }
 
+/* xbuf[t][c] = X[t][perm[c]], tokens split over threads. */
+static void perm_task(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    const int in = j->lin->cols;
+    const int32_t *perm = j->lin->q->perm;
+    int lo, hi;
+    spqr_split(j->n, ith, nth, 1, &lo, &hi);
+    for (int t = lo; t < hi; t++)
+        for (int c = 0; c < in; c++) j->mm->xbuf[(size_t)t * in + c] = j->X[(size_t)t * in + perm[c]];
+}
+
 void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y) {
     mm_job j = {mm, lin, X, bias, Y, n};
+    if (lin->q && lin->q->perm && n > 1) spqr_pool_run(mm->pool, perm_task, &j);
     spqr_pool_run(mm->pool, mm_task, &j);
 }

@@ -5,8 +5,9 @@
  *   fp32:       n == 1: sgemv;  n > 1: sgemm
  *   quantized:  n == 1: the fused dequantize-dot kernel of this CPU (cpu.h) on the packed layout,
  *               the activation permuted once per thread into stored column order;
- *               n > 1: panels of SPQR_PANEL_ROWS rows dequantized into per-thread scratch, each
- *               feeding an sgemm
+ *               n > 1: the activations permuted once into stored column order (act order), then
+ *               panels of SPQR_PANEL_ROWS rows dequantized by the CPU's kernel into per-thread
+ *               scratch, each feeding an sgemm
  *   16-bit:     n == 1: the CPU's bf16/f16 GEMV kernel; n > 1: converted panels + sgemm
  */
 #ifndef SPQR_MATMUL_H
@@ -31,10 +32,11 @@ typedef struct spqr_mm {
     const spqr_cpu_kernels *k;
     float *scratch;    /* n_threads blocks of per_thread floats */
     size_t per_thread; /* >= spqr_linear_scratch(widest layer's cols) */
+    float *xbuf;       /* n_batch x widest cols: activations permuted into a layer's stored column order */
 } spqr_mm;
 
 /* Per-thread scratch floats for layers of at most `max_cols` inputs. */
-static inline size_t spqr_linear_scratch(int max_cols) { return (size_t)(SPQR_PANEL_ROWS + 9) * (size_t)max_cols + 64; }
+static inline size_t spqr_linear_scratch(int max_cols) { return (size_t)(SPQR_PANEL_ROWS + 16) * (size_t)max_cols + 64; }
 
 /* Y[n][rows] = X[n][cols] · Wᵀ (+ bias[rows] if not NULL). */
 void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y);

@@ -79,4 +79,25 @@ static inline float qk_zterm(const float *s, const float *z, const float *gsum, 
         }                                                                                        \
     } while (0)
 
+/* Drives a dequantization kernel: DEQ(crow, s, z, out_row) writes one row's dense weights; then
+ * outliers overwrite theirs. Statistics as in QK_ROWS. */
+#define QK_DEQUANT(v, r0, r1, scratch, out, DEQ, ROWSTATS)                                        \
+    do {                                                                                         \
+        const uint64_t G_ = (v)->lay.groups;                                                     \
+        float *s_ = (scratch), *z_ = s_ + G_, *qqf_ = z_ + G_;                                   \
+        uint32_t blk_ = UINT32_MAX;                                                              \
+        for (uint32_t r_ = (r0); r_ < (r1); r_++) {                                              \
+            if ((v)->kind == SPQR_TK_SPQR && r_ / (v)->qq_groupsize != blk_) {                   \
+                blk_ = r_ / (v)->qq_groupsize;                                                   \
+                qk_block_qq((v), blk_, qqf_);                                                    \
+            }                                                                                    \
+            ROWSTATS((v), r_, qqf_, s_, z_);                                                     \
+            float *o_ = (out) + (uint64_t)(r_ - (r0)) * (v)->cols;                               \
+            DEQ((v)->codes + (uint64_t)r_ * (v)->lay.code_stride, s_, z_, o_);                   \
+            if ((v)->kind == SPQR_TK_SPQR)                                                       \
+                for (uint32_t k_ = (v)->row_ptr[r_]; k_ < (v)->row_ptr[r_ + 1]; k_++)            \
+                    o_[(v)->ocol[k_]] = spqr_f16_to_f32((v)->oval[k_]);                          \
+        }                                                                                        \
+    } while (0)
+
 #endif

@@ -91,14 +91,9 @@ static spqr_status parse_rope(const spqr_json *j, spqr_config *c, const char *pa
 
 /* Fills m->cfg from config.json. */
 static spqr_status parse_config(spqr_model *m, const char *path, spqr_error *err) {
-    char *text;
-    size_t len;
-    spqr_status st = spqr_read_file(path, CONFIG_MAX_BYTES, &text, &len, err);
+    spqr_json *j;
+    spqr_status st = spqr_json_read_file(path, CONFIG_MAX_BYTES, &j, err);
     if (st) return st;
-    char jmsg[256];
-    spqr_json *j = spqr_json_parse(text, len, jmsg, sizeof jmsg);
-    free(text);
-    if (!j) return spqr_set_err(err, SPQR_E_FORMAT, "%s: not valid JSON: %s", path, jmsg);
     spqr_config *c = &m->cfg;
     st = SPQR_OK;
     if (j->type != SPQR_JSON_OBJECT) { st = spqr_set_err(err, SPQR_E_FORMAT, "%s: not a JSON object", path); goto done; }
@@ -162,14 +157,9 @@ done:
 /* Loads the shards named in model.safetensors.index.json, then checks that every tensor of its
  * weight_map was found in the shard it names. */
 static spqr_status load_index(spqr_model *m, const char *dir, const char *index_path, spqr_error *err) {
-    char *text;
-    size_t len;
-    spqr_status st = spqr_read_file(index_path, INDEX_MAX_BYTES, &text, &len, err);
+    spqr_json *j;
+    spqr_status st = spqr_json_read_file(index_path, INDEX_MAX_BYTES, &j, err);
     if (st) return st;
-    char jmsg[256];
-    spqr_json *j = spqr_json_parse(text, len, jmsg, sizeof jmsg);
-    free(text);
-    if (!j) return spqr_set_err(err, SPQR_E_FORMAT, "%s: not valid JSON: %s", index_path, jmsg);
     const spqr_json *wm = spqr_json_get(j, "weight_map");
     if (!wm || wm->type != SPQR_JSON_OBJECT || wm->n == 0) {
         spqr_json_free(j);

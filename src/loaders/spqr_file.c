@@ -12,23 +12,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
 
 #define META_MAX (16u << 20)
 
 bool spqr_file_sniff(const uint8_t *d, uint64_t n) { return n >= 8 && !memcmp(d, SPQR_FILE_MAGIC, 8); }
-
-static uint32_t crc(const void *p, uint64_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const uint8_t *b = p;
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, b, k);
-        b += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
 
 static bool all_zero(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -144,7 +131,7 @@ spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err
     memcpy(&h, d, sizeof h);
     if (h.version != SPQR_FORMAT_VERSION)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "%s: .spqr format version %u; this build reads version %u", path, h.version, SPQR_FORMAT_VERSION);
-    if (crc(d, offsetof(spqr_file_header, header_crc)) != h.header_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: header checksum mismatch", path);
+    if (spqr_crc32(d, offsetof(spqr_file_header, header_crc)) != h.header_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: header checksum mismatch", path);
     if (h.file_size != n)
         return spqr_set_err(err, SPQR_E_FORMAT, "%s: the header says %llu bytes, the file has %llu (truncated or extended)", path,
                             (unsigned long long)h.file_size, (unsigned long long)n);
@@ -154,9 +141,9 @@ spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err
     if (h.meta_off < sizeof h || !inside(h.meta_off, h.meta_size, n) || h.meta_size > META_MAX || !inside(h.tok_off, h.tok_size, n) ||
         !inside(h.dir_off, dir_size, n) || h.dir_off % SPQR_ALIGN)
         return spqr_set_err(err, SPQR_E_FORMAT, "%s: a section (metadata, tokenizer or directory) lies outside the file", path);
-    if (crc(d + h.meta_off, h.meta_size) != h.meta_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: metadata checksum mismatch", path);
-    if (crc(d + h.tok_off, h.tok_size) != h.tok_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tokenizer checksum mismatch", path);
-    if (crc(d + h.dir_off, dir_size) != h.dir_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor directory checksum mismatch", path);
+    if (spqr_crc32(d + h.meta_off, h.meta_size) != h.meta_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: metadata checksum mismatch", path);
+    if (spqr_crc32(d + h.tok_off, h.tok_size) != h.tok_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tokenizer checksum mismatch", path);
+    if (spqr_crc32(d + h.dir_off, dir_size) != h.dir_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor directory checksum mismatch", path);
 
     char jmsg[256];
     spqr_json *meta = spqr_json_parse((const char *)d + h.meta_off, (size_t)h.meta_size, jmsg, sizeof jmsg);
@@ -187,7 +174,7 @@ spqr_status spqr_load_spqr_file(spqr_model *m, const char *path, spqr_error *err
         if (t.data_off % SPQR_ALIGN || t.data_off < data_start || !inside(t.data_off, t.data_size, n))
             return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: data [%llu, +%llu) is misaligned or outside the data area", path, t.name,
                                 (unsigned long long)t.data_off, (unsigned long long)t.data_size);
-        if (crc(d + t.data_off, t.data_size) != t.data_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: checksum mismatch", path, t.name);
+        if (spqr_crc32(d + t.data_off, t.data_size) != t.data_crc) return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s: checksum mismatch", path, t.name);
         if (t.kind == SPQR_TK_SPQR || t.kind == SPQR_TK_GPTQ) {
             if ((st = spqr_model_add_qtensor(m, &t, fi, t.data_off, err))) return st;
         } else if (t.kind == SPQR_TK_F32 || t.kind == SPQR_TK_F16 || t.kind == SPQR_TK_BF16) {

@@ -294,8 +294,9 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
     c->mm.per_thread = spqr_linear_scratch(max_cols);
     c->mm.scratch = spqr_aligned_alloc((size_t)o.n_threads * c->mm.per_thread, sizeof(float));
     c->mm.k = spqr_cpu_select();
+    c->mm.xbuf = spqr_aligned_alloc(B * (size_t)max_cols, sizeof(float));
     if (!c->x || !c->xb || !c->q || !c->att || !c->k || !c->v || !c->hb || !c->hb2 || !c->scores || !c->kcache || !c->vcache ||
-        !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm.scratch) {
+        !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm.scratch || !c->mm.xbuf) {
         spqr_ctx_free(c);
         return spqr_set_err(err, SPQR_E_NOMEM, "context: out of memory for n_ctx %d, n_batch %d", o.n_ctx, o.n_batch);
     }
@@ -314,7 +315,7 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
 void spqr_ctx_free(spqr_ctx *c) {
     if (!c) return;
     spqr_pool_free(c->pool);
-    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm.scratch};
+    float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm.scratch, c->mm.xbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) spqr_aligned_free(bufs[i]);
     free(c);
 }

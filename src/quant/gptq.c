@@ -29,7 +29,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
 
 #define QEPS 1e-9f
 
@@ -300,7 +299,7 @@ static spqr_status pack(sweep *S, const int32_t *perm, spqr_qresult *out, spqr_e
         }
     }
     t->data_size = lay.size;
-    t->data_crc = (uint32_t)crc32(0L, blob, (uInt)lay.size);
+    t->data_crc = spqr_crc32(blob, lay.size);
     out->blob = blob;
     spqr_qview v;
     spqr_status st = spqr_qview_init(&v, t, blob, lay.size, "quantize", err);

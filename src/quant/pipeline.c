@@ -314,17 +314,25 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
         w->entry.n_dims = (uint32_t)t->n_dims;
         w->entry.shape[0] = (uint64_t)t->shape[0];
         w->entry.shape[1] = t->n_dims == 2 ? (uint64_t)t->shape[1] : 1;
-        if (t->dtype == SPQR_DTYPE_F32 && t->n_dims == 2) { /* matrices stay 16-bit */
+        if (t->dtype == SPQR_DTYPE_F32 && t->n_dims == 2) { /* matrices stay 16-bit: F16, or BF16 past F16's range */
             float *h = malloc(t->n_elem * 2);
             if (!h) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); break; }
             r.conv[r.n_conv++] = h;
             uint16_t *hh = (uint16_t *)h;
-            for (uint64_t e = 0; e < t->n_elem; e++) {
+            bool fits = true;
+            for (uint64_t e = 0; e < t->n_elem && fits; e++) {
                 float f;
                 memcpy(&f, t->data + 4 * e, 4);
-                hh[e] = spqr_f32_to_f16(f);
+                fits = fabsf(f) <= 65504.0f;
             }
-            w->entry.kind = SPQR_TK_F16;
+            for (uint64_t e = 0; e < t->n_elem; e++) {
+                float f;
+                uint32_t u;
+                memcpy(&f, t->data + 4 * e, 4);
+                memcpy(&u, &f, 4);
+                hh[e] = fits ? spqr_f32_to_f16(f) : (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16); /* round to nearest even */
+            }
+            w->entry.kind = fits ? SPQR_TK_F16 : SPQR_TK_BF16;
             w->entry.data_size = t->n_elem * 2;
             w->data = h;
         } else {

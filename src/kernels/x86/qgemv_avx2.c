@@ -9,7 +9,13 @@ static void qgemv_avx2(const spqr_qview *v, uint32_t r0, uint32_t r1, const floa
 #undef DENSE
 }
 
-static const spqr_cpu_kernels avx2 = {"avx2", qgemv_avx2, gemv16_avx2_rows};
+static void qdequant_avx2(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out) {
+#define DEQ(crow, s, z, o) deq_row_avx2(v, crow, s, z, o)
+    QK_DEQUANT(v, r0, r1, scratch, out, DEQ, qk_row_stats);
+#undef DEQ
+}
+
+static const spqr_cpu_kernels avx2 = {"avx2", qgemv_avx2, gemv16_avx2_rows, qdequant_avx2};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx2(void) {
     __builtin_cpu_init();

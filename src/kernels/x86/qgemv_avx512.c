@@ -116,7 +116,31 @@ static void gemv16_avx512(const uint16_t *W, int bf16, uint32_t cols, uint32_t r
     }
 }
 
-static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512};
+/* One row's dense weights in stored order, 16 codes at a time (w ≤ 4, groups of 16k), else 8. */
+static void deq_row_avx512(const spqr_qview *v, const uint8_t *crow, const float *s, const float *z, float *o) {
+    const unsigned w = v->wbits;
+    const uint32_t cols = v->cols, gs = v->groupsize;
+    if (w > 4 || (gs & 15)) { deq_row_avx2(v, crow, s, z, o); return; }
+    const __m512i shifts = lane_shifts(w), mask = _mm512_set1_epi32((1 << w) - 1);
+    for (uint32_t j0 = 0, g = 0; j0 < cols; j0 += gs, g++) {
+        const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
+        const __m512 sg = _mm512_set1_ps(s[g]), zg = _mm512_set1_ps(z[g]);
+        uint32_t j = j0;
+        for (; j + 16 <= j1; j += 16) {
+            __m512 q = _mm512_cvtepi32_ps(fields16(crow + ((uint64_t)j * w >> 3), w, shifts, mask));
+            _mm512_storeu_ps(o + j, _mm512_mul_ps(sg, _mm512_sub_ps(q, zg)));
+        }
+        for (; j < j1; j++) o[j] = spqr_deq(s[g], z[g], spqr_bits_get(crow, j, w));
+    }
+}
+
+static void qdequant_avx512(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out) {
+#define DEQ(crow, s, z, o) deq_row_avx512(v, crow, s, z, o)
+    QK_DEQUANT(v, r0, r1, scratch, out, DEQ, row_stats_avx512);
+#undef DEQ
+}
+
+static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void) {
     __builtin_cpu_init();

@@ -70,6 +70,29 @@ static inline float dense_avx2(const spqr_qview *v, const uint8_t *crow, const f
     return hsum256(acc) + tail;
 }
 
+/* One row's dense weights s·(q − z) in stored order, 8 codes at a time (same operations as spqr_deq). */
+static inline void deq_row_avx2(const spqr_qview *v, const uint8_t *crow, const float *s, const float *z, float *o) {
+    const unsigned w = v->wbits;
+    const uint32_t cols = v->cols, gs = v->groupsize;
+    const __m256i shifts = _mm256_setr_epi32(0, (int)w, (int)(2 * w), (int)(3 * w), 0, (int)w, (int)(2 * w), (int)(3 * w));
+    const __m256i mask = _mm256_set1_epi32((1 << w) - 1);
+    const bool simd = (gs & 7) == 0;
+    for (uint32_t j0 = 0, g = 0; j0 < cols; j0 += gs, g++) {
+        const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
+        const __m256 sg = _mm256_set1_ps(s[g]), zg = _mm256_set1_ps(z[g]);
+        uint32_t j = j0;
+        if (simd)
+            for (; j + 8 <= j1; j += 8) {
+                uint64_t word;
+                memcpy(&word, crow + ((uint64_t)j * w >> 3), 8);
+                __m256i both = _mm256_blend_epi32(_mm256_set1_epi32((int)(uint32_t)word), _mm256_set1_epi32((int)(uint32_t)(word >> (4 * w))), 0xF0);
+                __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(both, shifts), mask));
+                _mm256_storeu_ps(o + j, _mm256_mul_ps(sg, _mm256_sub_ps(q, zg)));
+            }
+        for (; j < j1; j++) o[j] = spqr_deq(s[g], z[g], spqr_bits_get(crow, j, w));
+    }
+}
+
 /* 16-bit matrix-vector product, 8 columns at a time (bf16: shift into the high half; half: F16C). */
 static inline void gemv16_avx2_rows(const uint16_t *W, int bf16, uint32_t cols, uint32_t r0, uint32_t r1, const float *x, float *y) {
     for (uint32_t r = r0; r < r1; r++) {
