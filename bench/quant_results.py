@@ -15,6 +15,7 @@ CONFIGS = [  # name, label, quantize options (None: the fp32 model itself)
     ("fp32", "fp32", None),
     ("rtn_w4_g128", "RTN w4 g128", ["--method", "rtn", "--wbits", "4", "--groupsize", "128"]),
     ("gptq_w4_g128_ao", "GPTQ w4 g128 act-order", ["--method", "gptq", "--wbits", "4", "--groupsize", "128", "--act-order"]),
+    ("rtn_w3_g128", "RTN w3 g128", ["--method", "rtn", "--wbits", "3", "--groupsize", "128"]),
     ("gptq_w3_g128", "GPTQ w3 g128", ["--method", "gptq", "--wbits", "3", "--groupsize", "128"]),
     ("spqr_w4", "SpQR w4 β1=β2=16 τ=0.2", ["--method", "spqr", "--wbits", "4"]),
     ("spqr_w3_tau", "SpQR w3 β1=β2=16 τ tuned to ~3.9 bits", None),  # τ filled in by --tau3

@@ -101,7 +101,8 @@ typedef struct {
     uint16_t *scale16; /* GPTQ [rows][groups] */
     uint8_t *zero;     /* GPTQ [rows][groups] */
     float *gs_s, *gs_z;/* current group's per-row scale and zero (dequantized) */
-    float *tmp, *tmp2; /* scratch [max(rows, gs)] */
+    float *tmp2;       /* scratch [max(rows, gs)] */
+    float *E;          /* [rows][bs] scaled errors of the current block */
 } sweep;
 
 /* Leave-one-out: replaces, in x[0..n), every weight whose exclusion lowers the row's group error by
@@ -176,8 +177,7 @@ static void fit_group(sweep *S, int g, int j0, int n, const float *dcol) {
 static void run_sweep(sweep *S, const float *dcol) {
     const int rows = S->rows, cols = S->cols, bs = S->bs;
     const bool spqr = S->p->method == SPQR_QM_SPQR, feedback = S->U != NULL;
-    float *E = S->tmp ? NULL : NULL;
-    E = malloc((size_t)rows * bs * sizeof *E); /* scaled errors of the current block */
+    float *E = S->E;
     for (int b0 = 0; b0 < cols; b0 += bs) {
         const int b1 = b0 + bs < cols ? b0 + bs : cols;
         for (int j = b0; j < b1; j++) {
@@ -209,7 +209,6 @@ static void run_sweep(sweep *S, const float *dcol) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - b1, b1 - b0, -1.0f, E, bs, S->U + (size_t)b0 * cols + b1,
                         cols, 1.0f, S->W + b1, cols);
     }
-    free(E);
 }
 
 /* Damped H⁻¹'s upper Cholesky factor U (float, [n][n]) from H (permuted, double, modified).
@@ -372,6 +371,7 @@ spqr_status spqr_quantize_matrix(const float *W, int rows, int cols, const float
     S.gs_s = malloc((size_t)rows * sizeof(float));
     S.gs_z = malloc((size_t)rows * sizeof(float));
     S.tmp2 = malloc((size_t)(S.gs > rows ? S.gs : rows) * sizeof(float));
+    S.E = malloc((size_t)rows * S.bs * sizeof(float));
     S.scode = calloc((size_t)rows * S.groups, 1);
     S.zcode = calloc((size_t)rows * S.groups, 1);
     S.qq = calloc((size_t)(S.row_blocks ? S.row_blocks : 1) * S.groups, sizeof *S.qq);
@@ -382,7 +382,7 @@ spqr_status spqr_quantize_matrix(const float *W, int rows, int cols, const float
     double *Hd = H ? malloc((size_t)cols * cols * sizeof *Hd) : NULL;
     uint8_t *dead = calloc((size_t)cols, 1);
     spqr_status st = SPQR_OK;
-    if (!S.W || !S.codes || !S.what || !S.is_out || !S.gs_s || !S.gs_z || !S.tmp2 || !S.scode || !S.zcode || !S.qq || !S.scale16 || !S.zero ||
+    if (!S.W || !S.codes || !S.what || !S.is_out || !S.gs_s || !S.gs_z || !S.tmp2 || !S.E || !S.scode || !S.zcode || !S.qq || !S.scale16 || !S.zero ||
         (use_perm && !perm) || !dcol || (H && !Hd) || !dead) {
         st = spqr_set_err(err, SPQR_E_NOMEM, "quantize: out of memory for a [%d, %d] layer", rows, cols);
         goto done;
@@ -439,7 +439,7 @@ spqr_status spqr_quantize_matrix(const float *W, int rows, int cols, const float
     out->rel_err = H ? rel_output_error(W, out->deq, H, rows, cols) : NAN;
 done:
     if (st) spqr_qresult_free(out);
-    free(S.W); free(S.codes); free(S.what); free(S.is_out); free(S.gs_s); free(S.gs_z); free(S.tmp2);
+    free(S.W); free(S.codes); free(S.what); free(S.is_out); free(S.gs_s); free(S.gs_z); free(S.tmp2); free(S.E);
     free(S.scode); free(S.zcode); free(S.qq); free(S.scale16); free(S.zero);
     spqr_aligned_free(S.U);
     free(perm); free(dcol); free(Hd); free(dead);
