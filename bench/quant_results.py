@@ -34,6 +34,15 @@ def run(cmd, out_json):
     return time.time() - t
 
 
+def load(path):
+    """A finished result file, or None (absent, or still being written)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def job(a, name, opts):
     text = os.path.join(a.text, "wikitext2-test.txt")
     calib = ",".join(os.path.join(a.text, f) for f in ("c4-train-sample.txt", "wikipedia-sample.txt"))
@@ -80,18 +89,16 @@ def main():
                 name, q, p = f.result()
                 cmds[name] = (q, p)
                 print(f"done: {name}", file=sys.stderr, flush=True)
-    fp = os.path.join(a.out, "fp32.ppl.json")
-    base = json.load(open(fp))["ppl"] if os.path.exists(fp) else None
+    fp = load(os.path.join(a.out, "fp32.ppl.json"))
+    base = fp["ppl"] if fp else None
     print("| configuration | bits (paper) | bits (file) | file MB | ppl | ppl / fp32 | outliers | quant. s | threads |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, label, _ in configs:
-        pj = os.path.join(a.out, name + ".ppl.json")
-        if not os.path.exists(pj):
+        p = load(os.path.join(a.out, name + ".ppl.json"))
+        if not p:
             continue
-        p = json.load(open(pj))
-        qj = os.path.join(a.out, name + ".quant.json")
-        if os.path.exists(qj):
-            q = json.load(open(qj))
+        q = load(os.path.join(a.out, name + ".quant.json"))
+        if q:
             row = [f"{q['bits_paper']:.3f}", f"{q['bits_file']:.3f}", f"{q['file_bytes'] / 1e6:.1f}", f"{p['ppl']:.4f}",
                    f"{p['ppl'] / base:.4f}" if base else "-", f"{100 * q['outlier_share']:.3f}%", f"{q['seconds']:.0f}", str(q["threads"])]
         else:

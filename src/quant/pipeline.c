@@ -20,7 +20,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define N_MODULES 7
 static const char *const module_name[N_MODULES] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -350,8 +349,8 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
     if ((st = spqr_read_file(m->tok_path, 1u << 30, (char **)&r.tok_bytes, &tok_size, err))) { spqr_sb_free(&kept); goto done; }
 
     spqr_sb *b = &r.meta;
-    spqr_sb_printf(b, "{\"format\":\"spqr\",\"format_version\":%u,\"tool\":\"spqr %s\",\"created_unix\":%lld,\"source_model\":", SPQR_FORMAT_VERSION,
-                   SPQR_VERSION, (long long)time(NULL));
+    /* nothing time-dependent: the same inputs, options and thread count give the same file */
+    spqr_sb_printf(b, "{\"format\":\"spqr\",\"format_version\":%u,\"tool\":\"spqr %s\",\"source_model\":", SPQR_FORMAT_VERSION, SPQR_VERSION);
     spqr_sb_json_str(b, m->path);
     spqr_sb_printf(b, ",\"config\":");
     spqr_config_json(b, cfg, m->sliding_window);
@@ -370,9 +369,8 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                        o.act_order ? "act_order" : "identity", o.percdamp, r.calib_meta.s ? r.calib_meta.s : "[]", o.nsamples, o.seqlen,
                        (unsigned long long)o.seed);
     }
-    spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s],\"seconds\":%.1f,\"threads\":%d}}",
-                   (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "",
-                   spqr_now() - t0, sum->threads);
+    spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s],\"threads\":%d}}",
+                   (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "", sum->threads);
     spqr_sb_free(&kept);
     if (b->oom) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
     st = spqr_file_write(out_path, b->s, r.tok_bytes, tok_size, r.wt, nw, &sum->file_bytes, err);
