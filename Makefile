@@ -22,7 +22,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps test test-fast test-asan demo clean
+.PHONY: all deps test test-fast test-asan test-neon demo clean
 all: deps $(BUILD)/spqr $(BUILD)/spqr-test
 
 deps:
@@ -46,10 +46,12 @@ $(BUILD)/spqr: $(BUILD)/tools/spqr.o $(BUILD)/libspqr.a
 $(BUILD)/spqr-test: $(TEST_OBJ) $(BUILD)/libspqr.a
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# The whole suite: a normal build, then the same tests under AddressSanitizer + UBSan.
+# The whole suite: a normal build, the same tests under AddressSanitizer + UBSan, and the NEON
+# kernels cross-compiled for AArch64 and checked under qemu-user.
 test: all
 	$(BUILD)/spqr-test
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-neon
 
 test-fast: all
 	$(BUILD)/spqr-test
@@ -59,6 +61,15 @@ test-asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  build-asan/spqr-test build-asan/spqr
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/spqr-test
+
+# NEON: the kernels and their random-matrix suite only (no BLAS for AArch64 needed), static.
+NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c \
+            src/kernels/arm/qgemv_neon.c tests/test_kernels_random.c tests/main.c
+test-neon: deps
+	@mkdir -p $(BUILD)
+	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -DSPQR_TESTS_KERNELS_ONLY $(WARN) -O2 -static -Iinclude -Isrc $(NEON_SRC) \
+	  -o $(BUILD)/spqr-test-neon -lm -pthread
+	qemu-aarch64 $(BUILD)/spqr-test-neon
 
 # The main job on the default inputs (see README): compress evalmodel with SpQR (a short calibration,
 # 16 x 2048 tokens) and compare its WikiText-2 perplexity with fp32 on the first 8 chunks; then

@@ -15,8 +15,14 @@ extern const th_test suite_hostile[];
 extern const th_test suite_model[];
 extern const th_test suite_quant[];
 extern const th_test suite_kernels[];
+extern const th_test suite_kernels_random[];
 
-static const th_test *const suites[] = {suite_core, suite_tokenizer, suite_loaders, suite_hostile, suite_model, suite_quant, suite_kernels};
+#ifdef SPQR_TESTS_KERNELS_ONLY /* the cross-compiled kernel check (make test-neon): no BLAS needed */
+static const th_test *const suites[] = {suite_kernels_random};
+#else
+static const th_test *const suites[] = {suite_core,  suite_tokenizer, suite_loaders, suite_hostile,
+                                        suite_model, suite_quant,     suite_kernels, suite_kernels_random};
+#endif
 
 static int cur_failures, cur_skipped;
 static char skip_reason[256];

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 const char *spqr_status_str(spqr_status s) {
     switch (s) {
@@ -232,18 +231,6 @@ void spqr_sb_json_str(spqr_sb *b, const char *s) {
 void spqr_sb_free(spqr_sb *b) {
     free(b->s);
     memset(b, 0, sizeof *b);
-}
-
-uint32_t spqr_crc32(const void *p, uint64_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const uint8_t *b = p;
-    while (n) { /* zlib takes uInt lengths */
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, b, k);
-        b += k;
-        n -= k;
-    }
-    return (uint32_t)c;
 }
 
 double spqr_now(void) {

@@ -24,7 +24,7 @@ typedef void (*spqr_gemv16_fn)(const uint16_t *W, int bf16, uint32_t cols, uint3
 typedef void (*spqr_qdequant_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out);
 
 typedef struct spqr_cpu_kernels {
-    const char *name; /* "generic", "avx2", "avx512" */
+    const char *name; /* "generic", "avx2", "avx512", "neon" */
     spqr_qgemv_fn qgemv;
     spqr_gemv16_fn gemv16;
     spqr_qdequant_fn qdequant;
@@ -37,8 +37,9 @@ static inline size_t spqr_qgemv_scratch(const spqr_qview *v) { return 6 * (size_
 const spqr_cpu_kernels *spqr_cpu_kernels_generic(void);
 const spqr_cpu_kernels *spqr_cpu_kernels_avx2(void);
 const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void);
+const spqr_cpu_kernels *spqr_cpu_kernels_neon(void);
 
-/* The best kernels this CPU and OS support; the environment variable SPQR_CPU=generic|avx2|avx512
+/* The best kernels this CPU and OS support; the environment variable SPQR_CPU=generic|avx2|avx512|neon
  * forces one (falling back to the best supported if it is not). Cheap: call it once per context. */
 const spqr_cpu_kernels *spqr_cpu_select(void);
 
