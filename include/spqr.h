@@ -2,8 +2,9 @@
  * spqr.h — the one public header of libspqr.
  *
  * libspqr loads Llama-family checkpoints (Hugging Face safetensors directories and llama2.c
- * checkpoints), tokenizes exactly like the reference tokenizers, runs the model in fp32 and measures
- * perplexity with the GPTQ/SpQR and llama.cpp protocols.
+ * checkpoints), tokenizes exactly like the reference tokenizers, runs the model in fp32, measures
+ * perplexity with the GPTQ/SpQR and llama.cpp protocols, quantizes it with SpQR, GPTQ or RTN into a
+ * .spqr file, and runs that file.
  *
  * Conventions
  *  - Every fallible function returns an spqr_status and, when `err` is not NULL, fills it with the
@@ -174,11 +175,12 @@ typedef struct spqr_load_opts {
  *    tokenizer.json;
  *  - a llama2.c legacy checkpoint (7 x int32 header, fp32); the tokenizer is opts->tokenizer_path,
  *    else tokenizer.bin, else tok<vocab_size>.bin in the checkpoint's directory;
- *  - a .spqr file written by spqr_quantize (docs/FORMAT.md): quantized layers stay memory-mapped
- *    and are decoded on the fly; the tokenizer is the one embedded in the file.
+ *  - a .spqr file written by spqr_quantize (docs/FORMAT.md): quantized layers and the 16-bit
+ *    embedding/head stay memory-mapped and are decoded on the fly; the tokenizer is the one embedded
+ *    in the file (opts->tokenizer_path overrides it).
  * Every size, offset, count and dimension is checked against the file; NaN or Inf weights are an
- * error naming the tensor. Weights are converted to fp32 (F32 data stays memory-mapped). `opts`
- * may be NULL. A missing tokenizer is not an error: spqr_model_tokenizer() then returns NULL.
+ * error naming the tensor. Checkpoint weights are converted to fp32 (F32 data stays memory-mapped).
+ * `opts` may be NULL. A missing tokenizer is not an error: spqr_model_tokenizer() then returns NULL.
  */
 spqr_status spqr_model_load(const char *path, const spqr_load_opts *opts, spqr_model **out, spqr_error *err);
 void spqr_model_free(spqr_model *m);
