@@ -795,7 +795,20 @@ static void test_tokenizer_discovery(void) {
     CHECKF(strstr(err.msg, missing), "%s", err.msg);
 }
 
+/* A JSON file that is not config.json or the index is refused, and a tokenizer.json says so. */
+static void test_json_not_a_model(void) {
+    NEED_SHARED();
+    spqr_model *m = NULL;
+    spqr_error err;
+    CHECK(spqr_model_load(th_asset("models/evalmodel/tokenizer.json"), NULL, &m, &err) == SPQR_E_UNSUPPORTED);
+    CHECK(strstr(err.msg, "tokenizer") && strstr(err.msg, "tokenizer.json"));
+    spqr_model_free(m);
+    CHECK_OK(spqr_model_load(th_asset("models/evalmodel/config.json"), &(spqr_load_opts){NULL, 1}, &m, &err), &err);
+    spqr_model_free(m);
+}
+
 const th_test suite_loaders[] = {
+    {"loaders_json_not_a_model", test_json_not_a_model},
     {"loaders_hf_f32_untied", test_hf_f32_untied},
     {"loaders_hf_tied", test_hf_tied},
     {"loaders_hf_f16_bf16_exact", test_hf_dtypes},

@@ -39,7 +39,8 @@ typedef struct {
 static void usage(FILE *f) {
     fputs("usage: spqr COMMAND MODEL [options]\n"
           "commands:\n"
-          "  ppl       perplexity of a text file      --text FILE [--ctx 2048] [--protocol gptq|llamacpp] [--max-chunks K] [--json]\n"
+          "  ppl       perplexity of a text file      --text FILE [--ctx N (default: 2048 or the model's\n"
+          "            context if shorter)] [--protocol gptq|llamacpp] [--max-chunks K] [--json]\n"
           "  run       generate text                  -p PROMPT [-n 128] [--temp 0.8] [--top-p 0.95] [--seed S]\n"
           "  inspect   config, tensors and totals     [--json]\n"
           "  tokenize  print token ids                --text STRING [--no-bos] [--json]\n"
@@ -232,7 +233,8 @@ static int cmd_ppl(const args *a) {
     double t0 = now_s();
     if (spqr_tokenizer_encode(tok, buf, len, 1, &ids, &n, &err)) die("%s: %s", a->text, err.msg);
     free(buf);
-    const int ctx = a->ctx ? a->ctx : 2048;
+    const int max_ctx = spqr_model_config(m)->max_seq_len;
+    const int ctx = a->ctx ? a->ctx : (max_ctx < 2048 ? max_ctx : 2048);
     fprintf(stderr, "spqr: %s: %zu tokens (%.2f s); %s protocol, ctx %d, %zu chunks%s\n", a->text, n, now_s() - t0,
             proto == SPQR_PPL_GPTQ ? "gptq" : "llamacpp", ctx, n / (size_t)ctx, a->max_chunks ? " (limited by --max-chunks)" : "");
     spqr_ctx *c = new_ctx(m, ctx, ctx < 512 ? ctx : 512, a->threads);

@@ -2,6 +2,7 @@
  * model.c — spqr_model_load: recognises the input by content, runs the matching loader, binds the
  * fp32 weight views and finds the tokenizer. Also the tensor table and the public getters.
  */
+#include "core/json.h"
 #include "model/model_internal.h"
 
 #include <math.h>
@@ -311,7 +312,7 @@ static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_er
     uint64_t want = 0;
     char why[160] = "";
     const char *what = NULL; /* recognised but unsupported */
-    bool hf_file = false;
+    bool hf_file = false, is_json = false;
     size_t k = 0;
     while (k < n && k < 4096 && (d[k] == ' ' || d[k] == '\n' || d[k] == '\r' || d[k] == '\t')) k++;
     bool spqr_file = spqr_file_sniff(d, n);
@@ -319,7 +320,7 @@ static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_er
     else if (n >= 4 && !memcmp(d, "PK\x03\x04", 4)) what = "a zip archive (PyTorch .pt/.bin checkpoint?) is not supported; use safetensors";
     else if (n >= 2 && d[0] == 0x80 && d[1] <= 5) what = "a Python pickle (PyTorch checkpoint?) is not supported; use safetensors";
     else if (n >= 4 && !memcmp(d, "42ka", 4)) what = "llama2.c export versions 1/2 (\"ak42\" magic) are not supported yet; use the legacy format";
-    else if (k < n && d[k] == '{') hf_file = true; /* config.json or the index: the model is the directory */
+    else if (k < n && d[k] == '{') hf_file = is_json = true; /* config.json or the index: the model is the directory */
     else if (n >= 9) {
         uint64_t hl = 0;
         for (int i = 7; i >= 0; i--) hl = (hl << 8) | d[i];
@@ -329,6 +330,18 @@ static spqr_status sniff(const char *path, model_kind *kind, char **dir, spqr_er
     spqr_map_close(&map);
     if (spqr_file) { *kind = KIND_SPQR; return SPQR_OK; }
     if (what) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "%s: %s", path, what);
+    if (is_json) { /* JSON: only config.json or the safetensors index stand for their directory */
+        spqr_json *j;
+        spqr_status js = spqr_json_read_file(path, 64u << 20, &j, err);
+        if (js) return js;
+        bool cfg_or_index = spqr_json_get(j, "architectures") || spqr_json_get(j, "model_type") || spqr_json_get(j, "weight_map");
+        bool tokenizer = spqr_json_get(j, "model") && spqr_json_get(j, "added_tokens");
+        spqr_json_free(j);
+        if (!cfg_or_index)
+            return spqr_set_err(err, SPQR_E_UNSUPPORTED, "%s: %s", path,
+                                tokenizer ? "this is a tokenizer (tokenizer.json), not a model; pass the model's directory"
+                                          : "a JSON file that is neither a model config.json nor a safetensors index");
+    }
     if (hf_file) {
         *dir = spqr_path_dir(path);
         char *cfg = *dir ? spqr_path_join(*dir, "config.json") : NULL;

@@ -147,8 +147,8 @@ static spqr_status check_opts(const spqr_model *m, const spqr_quant_opts *o, spq
         return spqr_set_err(err, SPQR_E_ARG, "quantize: --percdamp and --outlier-threshold must be non-negative");
     if (o->method != SPQR_METHOD_RTN && (o->nsamples < 1 || o->seqlen < 2 || o->seqlen > m->cfg.max_seq_len))
         return spqr_set_err(err, SPQR_E_ARG, "quantize: --nsamples %d must be positive and --seqlen %d in 2..%d", o->nsamples, o->seqlen, m->cfg.max_seq_len);
-    if (!m->tok || !m->tok_path) return spqr_set_err(err, SPQR_E_ARG, "quantize: %s: the model needs its tokenizer file (calibration, and the .spqr carries it)", m->path);
     if (m->meta) return spqr_set_err(err, SPQR_E_ARG, "quantize: %s is already quantized", m->path);
+    if (!m->tok || !m->tok_path) return spqr_set_err(err, SPQR_E_ARG, "quantize: %s: the model needs its tokenizer file (calibration, and the .spqr carries it)", m->path);
     if (m->cfg.dim > 65536 || m->cfg.hidden_dim > 65536 || m->cfg.n_heads * m->cfg.head_dim > 65536)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "quantize: layers wider than 65536 inputs are not supported");
     return SPQR_OK;
