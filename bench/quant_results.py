@@ -21,7 +21,7 @@ CONFIGS = [  # name, label, quantize options (None: the fp32 model itself)
     ("spqr_w3_tau", "SpQR w3 β1=β2=16 τ tuned to ~3.9 bits", None),  # τ filled in by --tau3
     ("spqr_w3_noout", "SpQR w3 β1=β2=16 no outliers", ["--method", "spqr", "--wbits", "3", "--outlier-threshold", "inf"]),
     ("spqr_w2", "SpQR w2 β1=β2=16 τ=0.2", ["--method", "spqr", "--wbits", "2"]),
-    ("spqr_w4_pd001", "SpQR w4 β1=β2=16 τ=0.2, percdamp 0.01", ["--method", "spqr", "--wbits", "4", "--percdamp", "0.01"]),
+    ("spqr_w2_noout", "SpQR w2 β1=β2=16 no outliers", ["--method", "spqr", "--wbits", "2", "--outlier-threshold", "inf"]),
 ]
 
 
