@@ -46,12 +46,12 @@ $(BUILD)/spqr: $(BUILD)/tools/spqr.o $(BUILD)/libspqr.a
 $(BUILD)/spqr-test: $(TEST_OBJ) $(BUILD)/libspqr.a
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# The whole suite: a normal build, the same tests under AddressSanitizer + UBSan, and the NEON
-# kernels cross-compiled for AArch64 and checked under qemu-user.
+# The whole suite: the NEON kernels cross-compiled for AArch64 and checked under qemu-user, every
+# test under AddressSanitizer + UBSan, then every test in the normal build (its closing line last).
 test: all
-	$(BUILD)/spqr-test
-	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-neon
+	$(MAKE) --no-print-directory test-asan
+	$(BUILD)/spqr-test
 
 test-fast: all
 	$(BUILD)/spqr-test
