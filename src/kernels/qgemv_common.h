@@ -51,6 +51,18 @@ static inline float qk_outliers(const spqr_qview *v, uint32_t r, const float *s,
     return acc;
 }
 
+typedef void (*qk_rowstats_fn)(const spqr_qview *v, uint32_t r, const float *qqf, float *s, float *z);
+
+/* Row r's statistics through `rowstats`, re-decoding the second level (into qqf) only when the row
+ * block changes; *blk is the block qqf holds (UINT32_MAX: none yet). */
+static inline void qk_stats(const spqr_qview *v, uint32_t r, uint32_t *blk, float *qqf, float *s, float *z, qk_rowstats_fn rowstats) {
+    if (v->kind == SPQR_TK_SPQR && r / v->qq_groupsize != *blk) {
+        *blk = r / v->qq_groupsize;
+        qk_block_qq(v, *blk, qqf);
+    }
+    rowstats(v, r, qqf, s, z);
+}
+
 /* Σ_g s[g] z[g] gsum[g], the zero term of a row, in order. */
 static inline float qk_zterm(const float *s, const float *z, const float *gsum, uint64_t G) {
     float t = 0;
@@ -68,11 +80,7 @@ static inline float qk_zterm(const float *s, const float *z, const float *gsum, 
         float *s_ = (scratch), *z_ = s_ + G_, *qqf_ = z_ + G_;                                   \
         uint32_t blk_ = UINT32_MAX;                                                              \
         for (uint32_t r_ = (r0); r_ < (r1); r_++) {                                              \
-            if ((v)->kind == SPQR_TK_SPQR && r_ / (v)->qq_groupsize != blk_) {                   \
-                blk_ = r_ / (v)->qq_groupsize;                                                   \
-                qk_block_qq((v), blk_, qqf_);                                                    \
-            }                                                                                    \
-            ROWSTATS((v), r_, qqf_, s_, z_);                                                     \
+            qk_stats((v), r_, &blk_, qqf_, s_, z_, ROWSTATS);                                    \
             const float zt_ = ZTERM(s_, z_, (gsum), G_);                                         \
             const uint8_t *crow_ = (v)->codes + (uint64_t)r_ * (v)->lay.code_stride;             \
             (y)[r_ - (r0)] = DENSE(crow_, s_, (x_s)) - zt_ + qk_outliers((v), r_, s_, z_, (x_s)); \
@@ -87,11 +95,7 @@ static inline float qk_zterm(const float *s, const float *z, const float *gsum, 
         float *s_ = (scratch), *z_ = s_ + G_, *qqf_ = z_ + G_;                                   \
         uint32_t blk_ = UINT32_MAX;                                                              \
         for (uint32_t r_ = (r0); r_ < (r1); r_++) {                                              \
-            if ((v)->kind == SPQR_TK_SPQR && r_ / (v)->qq_groupsize != blk_) {                   \
-                blk_ = r_ / (v)->qq_groupsize;                                                   \
-                qk_block_qq((v), blk_, qqf_);                                                    \
-            }                                                                                    \
-            ROWSTATS((v), r_, qqf_, s_, z_);                                                     \
+            qk_stats((v), r_, &blk_, qqf_, s_, z_, ROWSTATS);                                    \
             float *o_ = (out) + (uint64_t)(r_ - (r0)) * (v)->cols;                               \
             DEQ((v)->codes + (uint64_t)r_ * (v)->lay.code_stride, s_, z_, o_);                   \
             if ((v)->kind == SPQR_TK_SPQR)                                                       \
