@@ -30,17 +30,10 @@ static void gemv16_generic(const uint16_t *W, int bf16, uint32_t cols, uint32_t 
     }
 }
 
-static void deq_row_generic(const spqr_qview *v, const uint8_t *crow, const float *s, const float *z, float *o) {
-    for (uint32_t j = 0; j < v->cols; j++) {
-        uint32_t g = j / v->groupsize;
-        o[j] = spqr_deq(s[g], z[g], spqr_bits_get(crow, j, v->wbits));
-    }
-}
-
+/* The reference decoder itself: the ISA kernels must equal it bit for bit. */
 static void qdequant_generic(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out) {
-#define DEQ(crow, s, z, o) deq_row_generic(v, crow, s, z, o)
-    QK_DEQUANT(v, r0, r1, scratch, out, DEQ, qk_row_stats);
-#undef DEQ
+    (void)scratch;
+    spqr_qview_dequant_rows(v, r0, r1, 0, out);
 }
 
 static const spqr_cpu_kernels generic = {"generic", qgemv_generic, gemv16_generic, qdequant_generic};
