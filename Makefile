@@ -63,7 +63,7 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/spqr-test
 
 # NEON: the kernels and their random-matrix suite only (no BLAS for AArch64 needed), static.
-NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c \
+NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c src/kernels/qtiles.c \
             src/kernels/arm/qgemv_neon.c tests/test_kernels_random.c tests/main.c
 test-neon: deps
 	@mkdir -p $(BUILD)

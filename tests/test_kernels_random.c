@@ -3,12 +3,14 @@
  * matrices built directly (random codes, statistics, permutation and outliers): no quantizer, no
  * BLAS, so this suite also cross-compiles and runs under qemu-user for other ISAs
  * (`make test-neon`). Shapes: 1..8 bits (GPTQ layout), 1..4 bits with 1..4-bit statistics (SpQR
- * layout), groups of 8..128 and ragged ones, row blocks of 1..64 rows, ragged rows and columns.
+ * layout), groups of 8..128 and ragged ones, row blocks of 1..64 rows, ragged rows and columns;
+ * the tile layout (qtiles.h) of each, decoded and multiplied by every tile kernel.
  */
 #include "harness.h"
 
 #include "format/qmatrix.h"
 #include "kernels/cpu.h"
+#include "kernels/qtiles.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -105,6 +107,42 @@ static int check_all(spqr_file_tensor *t, const char *what) {
         ks[k]->qdequant(&v, 0, rows, scr, got);
         CHECKF(!memcmp(got, ref, (size_t)rows * cols * sizeof *ref), "%s: %s dequantization differs from the reference", what, ks[k]->name);
     }
+    /* the tile layout: decodes bit-identically, and every tile kernel equals the generic product */
+    if (v.kind == SPQR_TK_SPQR && v.qq_groupsize % SPQR_TILE_ROWS) {
+        CHECKF(!spqr_qtiles_supported(&v) && !spqr_qtiles_build(&v), "%s: tiles built across second-level blocks", what);
+    } else {
+        spqr_qtiles *tl = spqr_qtiles_build(&v);
+        CHECKF(tl != NULL, "%s: no tiles", what);
+        if (tl) {
+            memset(got, 0, (size_t)rows * cols * sizeof *got);
+            spqr_qtiles_dequant_rows(tl, 0, rows, got);
+            CHECKF(!memcmp(got, ref, (size_t)rows * cols * sizeof *ref), "%s: tiles decode differently from the reference", what);
+            const uint32_t half = rows / 2 / SPQR_TILE_ROWS * SPQR_TILE_ROWS; /* a split on a tile boundary */
+            const spqr_cpu_kernels *tk[] = {NULL, spqr_cpu_kernels_avx2(), spqr_cpu_kernels_avx512(), spqr_cpu_kernels_neon()};
+            for (int k = 0; k < 4; k++) {
+                if (k && (!tk[k] || !tk[k]->qgemv_tiles)) continue;
+                const char *name = k ? tk[k]->name : "tiles reference";
+                for (uint32_t r = 0; r < rows; r++) y[r] = NAN;
+                if (k) {
+                    tk[k]->qgemv_tiles(tl, 0, half, xs, gsum, y);
+                    tk[k]->qgemv_tiles(tl, half, rows, xs, gsum, y + half);
+                    n++;
+                } else {
+                    spqr_qtiles_gemv_ref(tl, 0, half, xs, gsum, y);
+                    spqr_qtiles_gemv_ref(tl, half, rows, xs, gsum, y + half);
+                }
+                for (uint32_t r = 0; r < rows; r++) {
+                    double mag = 0;
+                    for (uint32_t c = 0; c < cols; c++) mag += fabs((double)ref[(size_t)r * cols + c] * xs[c]);
+                    if (!(fabs(y[r] - yg[r]) <= 1e-5 * (mag + fabs(yg[r])) + 1e-6)) {
+                        th_fail(__FILE__, __LINE__, "%s: %s row %u: %.8g vs generic %.8g", what, name, r, y[r], yg[r]);
+                        break;
+                    }
+                }
+            }
+            spqr_qtiles_free(tl);
+        }
+    }
     free(xs); free(gsum); free(scr); free(yg); free(y); free(ref); free(got);
     spqr_aligned_free(blob);
     return n;
@@ -126,8 +164,8 @@ static void test_random_blobs(void) {
                 isa += check_all(&t, what);
                 cases++;
                 if (w > 4) continue;
-                const uint32_t qqs[] = {1, 5, 16, 64};
-                for (int qi = 0; qi < 4; qi++) {
+                const uint32_t qqs[] = {1, 5, 16, 64, 32};
+                for (int qi = 0; qi < 5; qi++) {
                     if (qqs[qi] > shapes[s][0]) continue;
                     t.kind = SPQR_TK_SPQR; t.qq_bits = 1 + (w + qi) % 4; t.qq_groupsize = qqs[qi]; t.flags = qi & 1 ? SPQR_TF_PERM : 0;
                     snprintf(what, sizeof what, "SpQR %ux%u w%u b1 %u q%u b2 %u", shapes[s][0], shapes[s][1], w, gss[gi], t.qq_bits, qqs[qi]);

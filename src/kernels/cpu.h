@@ -12,6 +12,8 @@
 
 #include "format/qmatrix.h"
 
+struct spqr_qtiles;
+
 typedef void (*spqr_qgemv_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *scratch,
                               float *y);
 
@@ -23,11 +25,15 @@ typedef void (*spqr_gemv16_fn)(const uint16_t *W, int bf16, uint32_t cols, uint3
  * bit-identical to spqr_qview_dequant_rows(v, r0, r1, 0, out) (the same float operations). */
 typedef void (*spqr_qdequant_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, float *scratch, float *out);
 
+/* The same product over the tile layout (qtiles.h): y[r - r0] for rows [r0, r1), r0 a multiple of 16. */
+typedef void (*spqr_qgemv_tiles_fn)(const struct spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *y);
+
 typedef struct spqr_cpu_kernels {
     const char *name; /* "generic", "avx2", "avx512", "neon" */
     spqr_qgemv_fn qgemv;
     spqr_gemv16_fn gemv16;
     spqr_qdequant_fn qdequant;
+    spqr_qgemv_tiles_fn qgemv_tiles; /* NULL: this ISA decodes from the file layout (qgemv) */
 } spqr_cpu_kernels;
 
 /* Floats of scratch qgemv needs for v. */

@@ -43,7 +43,8 @@ static void mm_task(void *arg, int ith, int nth) {
             for (uint32_t c = c0; c < c1; c++) s += xs[c];
             gsum[g] = s;
         }
-        j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
+        if (L->qt && j->mm->k->qgemv_tiles) j->mm->k->qgemv_tiles(L->qt, (uint32_t)lo, (uint32_t)hi, xs, gsum, j->Y + lo);
+        else j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
     } else {
         const float *X = L->q->perm ? j->mm->xbuf : j->X; /* permuted by perm_task */
         float *panel = scr + 8 * (size_t)L->q->lay.groups + 16;

@@ -3,7 +3,8 @@
  * split by output rows over a pool. Each thread calls single-threaded OpenBLAS on its slice.
  *
  *   fp32:       n == 1: sgemv;  n > 1: sgemm
- *   quantized:  n == 1: the fused dequantize-dot kernel of this CPU (cpu.h) on the packed layout,
+ *   quantized:  n == 1: the fused dequantize-dot kernel of this CPU (cpu.h) on the tile layout
+ *               (qtiles.h) if the CPU has one and the model built it, else on the file's layout;
  *               the activation permuted once per thread into stored column order;
  *               n > 1: the activations permuted once into stored column order (act order), then
  *               panels of SPQR_PANEL_ROWS rows dequantized by the CPU's kernel into per-thread
@@ -22,6 +23,7 @@ typedef struct spqr_linear {
     int rows, cols;
     const float *w;      /* fp32 [rows][cols], or NULL */
     const spqr_qview *q; /* quantized, or NULL */
+    const struct spqr_qtiles *qt; /* q in the tile layout for the decode kernels, or NULL */
     const uint16_t *h;   /* 16-bit [rows][cols] (kept tensors of .spqr files), or NULL */
     int h_bf16;          /* h is bf16 (else IEEE half) */
 } spqr_linear;

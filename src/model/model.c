@@ -237,6 +237,11 @@ static spqr_status bind_linear(spqr_model *m, const char *name, int64_t rows, in
             return spqr_set_err(err, SPQR_E_FORMAT, "%s: tensor %s has shape [%u, %u], the config needs [%lld, %lld]", m->maps[t->file].path,
                                 name, t->q->rows, t->q->cols, (long long)rows, (long long)cols);
         lin->q = t->q;
+        if (m->tiles && spqr_qtiles_supported(t->q)) {
+            spqr_tensor *mt = &m->tensors[t - m->tensors];
+            if (!mt->qt && !(mt->qt = spqr_qtiles_build(t->q))) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
+            lin->qt = mt->qt;
+        }
         return SPQR_OK;
     }
     return view_f32(m, name, rows, cols, false, &lin->w, err);
@@ -244,6 +249,7 @@ static spqr_status bind_linear(spqr_model *m, const char *name, int64_t rows, in
 
 spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
     const spqr_config *c = &m->cfg;
+    m->tiles = spqr_cpu_select()->qgemv_tiles != NULL;
     const int64_t dim = c->dim, hid = c->hidden_dim, V = c->vocab_size;
     const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     spqr_status st = SPQR_OK;
@@ -252,7 +258,7 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
         return st;
     if (st || (st = view_f32(m, "model.norm.weight", dim, 0, false, &m->final_norm, err))) return st;
     if (c->tied_embeddings) {
-        m->output = (spqr_linear){(int)V, (int)dim, m->embed, NULL, m->embed16, m->embed16_bf16};
+        m->output = (spqr_linear){.rows = (int)V, .cols = (int)dim, .w = m->embed, .h = m->embed16, .h_bf16 = m->embed16_bf16};
     } else if ((st = bind_linear(m, "lm_head.weight", V, dim, &m->output, err))) {
         return st;
     }
@@ -435,6 +441,7 @@ void spqr_model_free(spqr_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         free(m->tensors[i].name);
         free(m->tensors[i].q);
+        spqr_qtiles_free(m->tensors[i].qt);
     }
     free(m->tensors);
     free(m->index);
@@ -473,6 +480,7 @@ spqr_status spqr_model_tensor_info(const spqr_model *m, int i, spqr_tensor_info 
 }
 
 static int64_t linear_bytes(const spqr_linear *l) {
+    if (l->qt) return (int64_t)spqr_qtiles_bytes(l->qt);
     if (l->q) return (int64_t)l->q->lay.size;
     return (int64_t)l->rows * l->cols * (l->h ? 2 : 4);
 }

@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "kernels/matmul.h"
+#include "kernels/qtiles.h"
 
 #define SPQR_MAX_DIMS 4
 /* Upper bound on any model dimension read from a file: keeps every product well inside 64 bits. */
@@ -25,6 +26,7 @@ typedef struct spqr_tensor {
     const uint8_t *data;          /* inside maps[file] */
     int file;
     spqr_qview *q;                /* quantized: the validated view (owned) */
+    spqr_qtiles *qt;              /* quantized: the decode kernels' tile layout, or NULL (owned) */
 } spqr_tensor;
 
 /* One transformer block. Matrices are [out][in], fp32 or quantized; biases may be NULL. */
@@ -51,6 +53,7 @@ struct spqr_model {
     const uint16_t *embed16; /* [vocab][dim] 16-bit (kept16 models), else NULL */
     int embed16_bf16;
     int keep16;              /* run 16-bit tensors as they are (.spqr files) instead of converting to fp32 */
+    int tiles;               /* build the tile layout of quantized matrices (this CPU's kernels use it) */
     const float *final_norm; /* [dim] */
     spqr_linear output;      /* [vocab][dim]; the embedding when tied */
     spqr_layer *layers;

@@ -1,0 +1,69 @@
+/*
+ * qtiles.h — the in-memory "tile" layout of a quantized matrix, built once at load time from the
+ * file's row-major layout (format/qmatrix.h) for the decode kernels. The file stays the storage
+ * format; this is the compute format (as llama.cpp repacks Q4_0 for its CPU kernels).
+ *
+ * Rows are cut into tiles of 16 (one AVX-512 register of fp32 lanes: lane i = row 16t + i). Inside a
+ * tile every code is split into bit planes: for stored column j, plane p is a u16 whose bit i is bit
+ * p of code(16t + i, j). Per (tile, group) the statistics follow, in the same bit-plane form:
+ *
+ *   tile t (tile_stride u16):  planes[cols][wbits]  |  stats[groups][S]  | pad to 32 u16 (64 bytes)
+ *     SpQR: S = 2q + 4:  scale-code planes[q], zero-code planes[q], (ss, sz, zs, zz) fp16
+ *           (needs β2 % 16 == 0, so a tile lies inside one second-level row block)
+ *     GPTQ: S = 16 + w:  fp16 scale per lane[16], zero planes[w]
+ *   lanes past the last row are zero codes with zero statistics.
+ *
+ * So a tile's dot product with x is, for each plane p, a masked sum of x (add x_j to the lanes whose
+ * bit is set), Σ_j q_j x_j = Σ_p 2^p · plane_sum_p: w masked adds per 16 weights, no unpacking, and
+ * the cost per weight falls with the bits. Bytes per weight equal the file's (w bits + statistics).
+ *
+ * Outliers are kept per row (CSR) as (column, δ = value − dense weight): the kernel adds δ·x[col].
+ *
+ *   y[r] = Σ_g s_g(r) · (Σ_{j∈g} q_j(r) x_j − z_g(r) · Σ_{j∈g} x_j) + Σ_outliers δ x_col
+ *
+ * with s, z decoded by exactly the float operations of the reference decoder, so tile kernels agree
+ * with the row kernels up to summation order.
+ */
+#ifndef SPQR_QTILES_H
+#define SPQR_QTILES_H
+
+#include "format/qmatrix.h"
+
+#define SPQR_TILE_ROWS 16
+
+typedef struct spqr_qtiles {
+    uint32_t kind, rows, cols, wbits, groupsize, qq_bits, groups, n_tiles;
+    uint32_t stat_u16;     /* S: u16 of statistics per (tile, group) */
+    uint64_t tile_stride;  /* u16 per tile */
+    uint16_t *data;        /* n_tiles * tile_stride, 64-byte aligned (owned) */
+    uint32_t *o_ptr;       /* SpQR: CSR row pointers [rows + 1] (owned; NULL for GPTQ) */
+    uint16_t *o_col;       /* stored column of each outlier */
+    float *o_delta;        /* outlier value − the dense weight it replaces (read by the kernels) */
+    float *o_val;          /* the outlier value (read when decoding weights) */
+} spqr_qtiles;
+
+/* Whether v can be tiled (SpQR needs qq_groupsize % 16 == 0 and qq_bits ≤ 8; GPTQ always). */
+bool spqr_qtiles_supported(const spqr_qview *v);
+
+/* Builds the tiles of a validated view. Returns NULL if unsupported or out of memory. */
+spqr_qtiles *spqr_qtiles_build(const spqr_qview *v);
+void spqr_qtiles_free(spqr_qtiles *t);
+
+/* Bytes the decode kernel reads per product (tiles + outliers). */
+uint64_t spqr_qtiles_bytes(const spqr_qtiles *t);
+
+/* The reference tile product: y[r - r0] for rows [r0, r1), r0 a multiple of 16; x_s in stored column
+ * order, gsum[g] = Σ_{j∈g} x_s[j]. Plain C, lane by lane. */
+void spqr_qtiles_gemv_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *y);
+
+/* Decodes rows [r0, r1) (stored column order) from the tiles, outliers included: must equal
+ * spqr_qview_dequant_rows bit for bit (the repacking test). */
+void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, float *out);
+
+/* Plane p of code (lane, column j) in tile `tl`'s plane block, and the statistics of (tile, group). */
+static inline const uint16_t *spqr_qtiles_tile(const spqr_qtiles *t, uint32_t tile) { return t->data + (uint64_t)tile * t->tile_stride; }
+static inline const uint16_t *spqr_qtiles_stats(const spqr_qtiles *t, const uint16_t *tl, uint32_t g) {
+    return tl + (uint64_t)t->cols * t->wbits + (uint64_t)g * t->stat_u16;
+}
+
+#endif
