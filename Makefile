@@ -15,6 +15,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread
 LDLIBS  = -llapacke -lopenblas -lnettle -lz -lm -pthread
 
 LIB_SRC  := $(shell find src -name '*.c' | sort)
+LIB_SRC  := $(filter-out src/cuda/%,$(LIB_SRC))
 ifneq ($(shell uname -m),x86_64)
 LIB_SRC  := $(filter-out src/kernels/x86/%,$(LIB_SRC))
 endif

@@ -329,6 +329,9 @@ typedef struct spqr_quant_opts {
     int act_order;              /* GPTQ/SpQR: permute columns by decreasing diag(H) */
     double percdamp;            /* damping relative to mean(diag H) */
     int simplified_outliers;    /* SpQR: skip the leave-one-out refit */
+    int head_bits;              /* 0: keep the output head (and a tied embedding) in 16 bits; 2..8: quantize
+                                   it with the same method and groups at this many bits, calibrated on
+                                   the final norm's outputs */
     const char *const *calib_files; /* GPTQ/SpQR: calibration text files */
     int n_calib_files;
     int nsamples, seqlen;       /* calibration windows of seqlen tokens */
@@ -358,7 +361,8 @@ typedef struct spqr_quant_summary {
 /*
  * Quantizes every linear layer of the transformer blocks of `m`, layer by layer on calibration data
  * (GPTQ/SpQR; RTN needs none), and writes a .spqr file to out_path atomically. Embeddings, output
- * head and norms are kept in 16 bits (32-bit norms stay 32-bit). On success `m` itself runs the
+ * head and norms are kept in 16 bits (32-bit norms stay 32-bit), unless head_bits quantizes the head
+ * (a tied embedding then is the quantized head). On success `m` itself runs the
  * quantized weights (dequantized to fp32), so it can be evaluated at once; the model must have a
  * tokenizer. On failure `m` may be partly quantized: free it. Same inputs and seed, same file.
  */

@@ -240,8 +240,9 @@ static void test_deterministic_ragged_and_bits(void) { /* and w1..w8 GPTQ layout
 
 static char qpath[512];
 
-/* Quantizes stories260K with SpQR (small calibration) to qpath; returns the in-memory model. */
-static spqr_model *quantize_stories(spqr_method method) {
+/* Quantizes stories260K with `method` (small calibration; head_bits > 0 quantizes the tied
+ * embedding/head too) to qpath; returns the in-memory model. */
+static spqr_model *quantize_stories_head(spqr_method method, int head_bits) {
     spqr_model *m;
     spqr_error err;
     if (spqr_model_load(th_asset("models/stories260K/stories260K.bin"), NULL, &m, &err) != SPQR_OK) {
@@ -260,22 +261,26 @@ static spqr_model *quantize_stories(spqr_method method) {
     o.n_threads = 2;
     o.wbits = 3;
     o.outlier_threshold = 0.1;
-    snprintf(qpath, sizeof qpath, "%s/stories-%d.spqr", th_tmpdir(), (int)method);
+    o.head_bits = head_bits;
+    snprintf(qpath, sizeof qpath, "%s/stories-%d-%d.spqr", th_tmpdir(), (int)method, head_bits);
     spqr_quant_summary s;
     if (spqr_quantize(m, qpath, &o, &s, &err) != SPQR_OK) {
         th_fail(__FILE__, __LINE__, "%s", err.msg);
         spqr_model_free(m);
         return NULL;
     }
-    CHECK(s.quantized_weights == 5 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 172 * 64));
+    CHECK(s.quantized_weights == 5 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 172 * 64) + (head_bits ? 512 * 64 : 0));
     CHECK(s.file_bytes > 0 && s.bits_file > s.bits_paper - 1e-9);
     return m;
 }
 
+static spqr_model *quantize_stories(spqr_method method) { return quantize_stories_head(method, 0); }
+
 static void test_file_roundtrip(void) {
     NEED_SHARED();
-    for (int method = 0; method < 3; method++) {
-        spqr_model *mem = quantize_stories((spqr_method)method);
+    for (int method = 0; method < 4; method++) { /* RTN, GPTQ, SpQR, SpQR with a 4-bit head */
+        const int head = method == 3 ? 4 : 0;
+        spqr_model *mem = quantize_stories_head(method == 3 ? SPQR_METHOD_SPQR : (spqr_method)method, head);
         if (!mem) return;
         spqr_model *f;
         spqr_error err;
@@ -300,9 +305,22 @@ static void test_file_roundtrip(void) {
             }
         }
         CHECK(nq == 35);
+        if (head) { /* the quantized tied head decodes to the encoder's, and so does each embedding row */
+            CHECK(f->output.q && f->embed_q == f->output.q && !f->embed && !f->embed16 && mem->output.w == mem->embed);
+            if (f->output.q && mem->embed) {
+                float *d = malloc(512 * 64 * sizeof *d), row[64];
+                spqr_qview_dequant_rows(f->output.q, 0, 512, 1, d);
+                CHECK(!memcmp(d, mem->output.w, 512 * 64 * sizeof *d));
+                spqr_model_embed_row(f, 407, row);
+                CHECK(!memcmp(row, mem->embed + 407 * 64, sizeof row));
+                free(d);
+            }
+        } else {
+            CHECK(!f->output.q && f->output.h);
+        }
         /* the loaded file runs: prefill (panel dequantization + sgemm) and decode (fused gemv on the
-           packed layout) agree. (Logits are not compared with `mem`: the file keeps the llama2.c
-           fp32 embedding in fp16.) */
+           tile or packed layout) agree. With a quantized head the logits also equal those of the
+           in-memory model (without, the file keeps the llama2.c fp32 embedding in fp16). */
         const int32_t ids[] = {1, 403, 407, 261, 378, 429, 271, 400};
         float *pre = malloc(8 * 512 * sizeof *pre);
         spqr_ctx *c1, *c2;
@@ -320,6 +338,15 @@ static void test_file_roundtrip(void) {
             }
         }
         CHECKF(dmax <= 1e-5 * mmax, "decode vs prefill logits of the .spqr differ by %g (max %g)", dmax, mmax);
+        if (head) {
+            spqr_ctx *c3;
+            CHECK_OK(spqr_ctx_new(mem, &o8, &c3, &err), &err);
+            CHECK_OK(spqr_ctx_forward(c3, ids, 8, 0, 1, &err), &err);
+            double d3 = 0;
+            for (int e = 0; e < 8 * 512; e++) d3 = fmax(d3, fabs(spqr_ctx_logits(c3)[e] - pre[e]));
+            CHECKF(d3 <= 1e-5 * mmax, "file vs in-memory logits differ by %g (max %g)", d3, mmax);
+            spqr_ctx_free(c3);
+        }
         free(pre);
         spqr_ctx_free(c1);
         spqr_ctx_free(c2);

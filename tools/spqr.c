@@ -9,7 +9,7 @@
  *   spqr bench    MODEL [-p 512] [-n 128] [-r 3] [--json]
  *   spqr quantize MODEL -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g] [--qq-bits q]
  *                 [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]
- *                 [--act-order] [--percdamp p] [--simplified-outliers] [--calib F1,F2]
+ *                 [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2]
  *                 [--nsamples N] [--seqlen L] [--seed S] [--json]
  * Common: -t/--threads N (default: all cores), --tokenizer FILE.
  * Errors are one line on stderr ("spqr: FILE: reason") and exit status 1; usage errors exit 2.
@@ -32,7 +32,7 @@ typedef struct {
     unsigned long long seed;
     /* quantize: -1 / NAN = the method's default */
     const char *method, *calib, *perm;
-    int wbits, groupsize, qq_bits, qq_groupsize, act_order, simplified, nsamples, seqlen;
+    int wbits, groupsize, qq_bits, qq_groupsize, act_order, simplified, head_bits, nsamples, seqlen;
     double tau, percdamp;
 } args;
 
@@ -48,7 +48,7 @@ static void usage(FILE *f) {
           "  bench     prefill and decode speed       [-p 512] [-n 128] [-r 3] [--json]\n"
           "  quantize  write a compressed .spqr       -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g]\n"
           "            [--qq-bits q] [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]\n"
-          "            [--act-order] [--percdamp p] [--simplified-outliers] [--calib F1,F2,...] [--nsamples 128]\n"
+          "            [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2,...] [--nsamples 128]\n"
           "            [--seqlen 2048] [--seed 0] [--json]   (defaults: see README)\n"
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
           "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json)\n"
@@ -139,6 +139,7 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--act-order")) a.act_order = 1;
         else if (!strcmp(o, "--percdamp")) a.percdamp = parse_float(o, VAL());
         else if (!strcmp(o, "--simplified-outliers")) a.simplified = 1;
+        else if (!strcmp(o, "--head-bits")) a.head_bits = (int)parse_long(o, VAL(), 2, 8);
         else if (!strcmp(o, "--calib")) a.calib = VAL();
         else if (!strcmp(o, "--nsamples")) a.nsamples = (int)parse_long(o, VAL(), 1, 1 << 20);
         else if (!strcmp(o, "--seqlen")) a.seqlen = (int)parse_long(o, VAL(), 2, 1 << 20);
@@ -594,6 +595,7 @@ static int cmd_quantize(const args *a) {
     else if (a->perm) die_usage("unknown --perm %s (act_order, identity)", a->perm);
     if (!isnan(a->percdamp)) o.percdamp = a->percdamp;
     if (a->simplified) o.simplified_outliers = 1;
+    o.head_bits = a->head_bits;
     if (a->nsamples > 0) o.nsamples = a->nsamples;
     if (a->seqlen > 0) o.seqlen = a->seqlen;
     o.seed = a->seed_set ? a->seed : 0;

@@ -220,6 +220,10 @@ void spqr_model_embed_row(const spqr_model *m, int id, float *out) {
         memcpy(out, m->embed + (size_t)id * dim, (size_t)dim * sizeof(float));
         return;
     }
+    if (m->embed_q) { /* a quantized (tied) embedding: decode the one row, in the original column order */
+        spqr_qview_dequant_rows(m->embed_q, (uint32_t)id, (uint32_t)id + 1, 1, out);
+        return;
+    }
     const uint16_t *h = m->embed16 + (size_t)id * dim;
     for (int i = 0; i < dim; i++) out[i] = m->embed16_bf16 ? spqr_bf16_to_f32(h[i]) : spqr_f16_to_f32(h[i]);
 }
@@ -253,11 +257,20 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
     const int64_t dim = c->dim, hid = c->hidden_dim, V = c->vocab_size;
     const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     spqr_status st = SPQR_OK;
-    if (!view16(m, spqr_model_find(m, "model.embed_tokens.weight"), V, dim, &m->embed16, &m->embed16_bf16, &st, err) &&
-        (st = view_f32(m, "model.embed_tokens.weight", V, dim, false, &m->embed, err)))
+    const spqr_tensor *et = spqr_model_find(m, "model.embed_tokens.weight");
+    spqr_linear embed_q;
+    if (et && et->q) { /* quantized with the head (spqr quantize --head-bits) */
+        if (!c->tied_embeddings) return spqr_set_err(err, SPQR_E_FORMAT, "%s: a quantized embedding needs tied embeddings", m->maps[et->file].path);
+        if ((st = bind_linear(m, "model.embed_tokens.weight", V, dim, &embed_q, err))) return st;
+        m->embed_q = embed_q.q;
+    } else if (!view16(m, et, V, dim, &m->embed16, &m->embed16_bf16, &st, err) &&
+               (st = view_f32(m, "model.embed_tokens.weight", V, dim, false, &m->embed, err))) {
         return st;
+    }
     if (st || (st = view_f32(m, "model.norm.weight", dim, 0, false, &m->final_norm, err))) return st;
-    if (c->tied_embeddings) {
+    if (m->embed_q) {
+        m->output = embed_q;
+    } else if (c->tied_embeddings) {
         m->output = (spqr_linear){.rows = (int)V, .cols = (int)dim, .w = m->embed, .h = m->embed16, .h_bf16 = m->embed16_bf16};
     } else if ((st = bind_linear(m, "lm_head.weight", V, dim, &m->output, err))) {
         return st;

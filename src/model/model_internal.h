@@ -52,6 +52,7 @@ struct spqr_model {
     const float *embed;      /* [vocab][dim] fp32, or NULL when embed16 is used */
     const uint16_t *embed16; /* [vocab][dim] 16-bit (kept16 models), else NULL */
     int embed16_bf16;
+    const spqr_qview *embed_q; /* [vocab][dim] quantized (tied with the quantized head), else NULL */
     int keep16;              /* run 16-bit tensors as they are (.spqr files) instead of converting to fp32 */
     int tiles;               /* build the tile layout of quantized matrices (this CPU's kernels use it) */
     const float *final_norm; /* [dim] */

@@ -6,7 +6,9 @@
  *      inputs of q/k/v (one H), o, gate/up (one H) and down;
  *   2. quantize the block's seven matrices (in parallel, one per thread);
  *   3. swap the quantized (dequantized) weights in, and run the block again on X: its outputs are
- *      the next block's X. The last block's outputs are not needed.
+ *      the next block's X.
+ * With head_bits, the last block's outputs through the final norm give the head's H, and the head
+ * (the embedding when tied) is quantized last.
  * Memory: 2 x nsamples x seqlen x dim floats for X and the outputs, plus the Hessians
  * (3 x dim² + hidden² floats) and the quantized blobs.
  */
@@ -147,10 +149,75 @@ static spqr_status check_opts(const spqr_model *m, const spqr_quant_opts *o, spq
         return spqr_set_err(err, SPQR_E_ARG, "quantize: --percdamp and --outlier-threshold must be non-negative");
     if (o->method != SPQR_METHOD_RTN && (o->nsamples < 1 || o->seqlen < 2 || o->seqlen > m->cfg.max_seq_len))
         return spqr_set_err(err, SPQR_E_ARG, "quantize: --nsamples %d must be positive and --seqlen %d in 2..%d", o->nsamples, o->seqlen, m->cfg.max_seq_len);
+    if (o->head_bits && (o->head_bits < 2 || o->head_bits > 8)) return spqr_set_err(err, SPQR_E_ARG, "quantize: --head-bits %d is outside 2..8", o->head_bits);
     if (m->meta) return spqr_set_err(err, SPQR_E_ARG, "quantize: %s is already quantized", m->path);
     if (!m->tok || !m->tok_path) return spqr_set_err(err, SPQR_E_ARG, "quantize: %s: the model needs its tokenizer file (calibration, and the .spqr carries it)", m->path);
     if (m->cfg.dim > 65536 || m->cfg.hidden_dim > 65536 || m->cfg.n_heads * m->cfg.head_dim > 65536)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "quantize: layers wider than 65536 inputs are not supported");
+    return SPQR_OK;
+}
+
+/* The output head [vocab][dim] (the embedding when tied), at head_bits with the layers' method and
+ * groups; H from the final norm of the last block's outputs (r->X). Stored as res[slot]; the model
+ * then runs (and embeds with) the dequantized head. */
+static spqr_status quantize_head(spqr_model *m, const spqr_quant_opts *o, const spqr_qparams *qp, run_state *r, int slot, spqr_quant_summary *sum,
+                                 double t0, spqr_error *err) {
+    const spqr_config *cfg = &m->cfg;
+    const int dim = cfg->dim;
+    spqr_linear *head = &m->output;
+    if (!head->w) return spqr_set_err(err, SPQR_E_ARG, "quantize: the output head is not fp32");
+    float *H = NULL;
+    if (o->method != SPQR_METHOD_RTN) {
+        H = r->H[0]; /* dim x dim */
+        memset(H, 0, (size_t)dim * dim * sizeof(float));
+        const size_t n_tok = (size_t)o->nsamples * o->seqlen;
+        for (size_t i = 0; i < n_tok; i++) { /* final RMSNorm in place (X is not needed after this) */
+            float *x = r->X + i * dim, ss = 0;
+            for (int d = 0; d < dim; d++) ss += x[d] * x[d];
+            const float inv = 1.0f / sqrtf(ss / (float)dim + cfg->norm_eps);
+            for (int d = 0; d < dim; d++) x[d] = x[d] * inv * m->final_norm[d];
+        }
+        hess_acc acc = {{H, NULL, NULL, NULL}, 2.0f / (float)o->nsamples, spqr_ctx_pool(r->ctx)};
+        for (size_t i = 0; i < n_tok; i += 512) capture(&acc, 0, r->X + i * dim, (int)(n_tok - i < 512 ? n_tok - i : 512), dim);
+        symmetrize(H, dim);
+    }
+    spqr_qparams hp = *qp;
+    hp.wbits = o->head_bits;
+    qjob j;
+    memset(&j, 0, sizeof j);
+    j.lin = head;
+    j.H = H;
+    qjobs q = {&j, 1, &hp, 0};
+    spqr_pool_run(spqr_ctx_pool(r->ctx), quant_task, &q); /* one job: the sweep's BLAS calls are single-threaded */
+    if (j.st) return spqr_set_err(err, j.st, "output head: %s", j.err.msg);
+    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    if (!owned) { spqr_qresult_free(&j.res); return spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); }
+    m->owned = owned;
+    m->owned[m->n_owned++] = j.res.deq;
+    const float *old = head->w;
+    head->w = j.res.deq;
+    if (m->embed == old) m->embed = j.res.deq; /* tied: the embedding is the quantized head */
+    j.res.deq = NULL;
+    r->res[slot] = j.res;
+    snprintf(r->res[slot].entry.name, sizeof r->res[0].entry.name, "%s", cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    sum->quantized_weights += (int64_t)head->rows * head->cols;
+    sum->n_outliers += (int64_t)j.res.entry.n_outliers;
+    if (o->progress) {
+        spqr_quant_module pm = {0};
+        pm.block = cfg->n_layers;
+        pm.n_blocks = cfg->n_layers;
+        pm.module = "lm_head";
+        pm.rows = head->rows;
+        pm.cols = head->cols;
+        pm.outlier_share = (double)j.res.entry.n_outliers / ((double)head->rows * head->cols);
+        pm.rel_err = j.res.rel_err;
+        pm.percdamp_used = j.res.percdamp_used;
+        pm.bits_paper = spqr_bits_paper(&j.res.entry);
+        pm.bits_file = 8.0 * (double)j.res.entry.data_size / ((double)head->rows * head->cols);
+        pm.seconds = j.seconds;
+        pm.elapsed = spqr_now() - t0;
+        o->progress(&pm, o->progress_user);
+    }
     return SPQR_OK;
 }
 
@@ -168,7 +235,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                        o.act_order, o.percdamp, o.simplified_outliers, 128};
     run_state r;
     memset(&r, 0, sizeof r);
-    const int n_res = L * N_MODULES;
+    const int n_res = L * N_MODULES + (o.head_bits ? 1 : 0); /* the head last */
     r.res = calloc((size_t)n_res, sizeof *r.res);
     if (!r.res) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     for (int l = 0; l < L; l++) /* every weight must be fp32 here */
@@ -264,7 +331,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
             }
         }
         if (st) break;
-        if (calibrate && l + 1 < L) { /* the quantized block's outputs feed the next block */
+        if (calibrate && (l + 1 < L || o.head_bits)) { /* the quantized block's outputs feed the next block (or the head) */
             for (int s = 0; s < o.nsamples && !st; s++)
                 for (int p = 0; p < o.seqlen && !st; p += nb) {
                     int n = o.seqlen - p < nb ? o.seqlen - p : nb;
@@ -277,6 +344,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
         }
     }
     if (st) goto done;
+    if (o.head_bits && (st = quantize_head(m, &o, &qp, &r, n_res - 1, sum, t0, err))) goto done;
 
     /* bits */
     double paper = 0, blob_bytes = 0;
@@ -369,6 +437,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                        o.act_order ? "act_order" : "identity", o.percdamp, r.calib_meta.s ? r.calib_meta.s : "[]", o.nsamples, o.seqlen,
                        (unsigned long long)o.seed);
     }
+    spqr_sb_printf(b, ",\"head_bits\":%d", o.head_bits);
     spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s],\"threads\":%d}}",
                    (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "", sum->threads);
     spqr_sb_free(&kept);
