@@ -87,3 +87,5 @@ demo: all
 
 clean:
 	rm -rf build build-asan
+
+-include cuda.mk

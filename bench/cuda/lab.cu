@@ -1,0 +1,323 @@
+/*
+ * lab.cu — the CUDA kernel lab: every kernel version checked against the CPU reference decoder
+ * (spqr_qview_dequant_rows) on synthetic .spqr matrices, then timed on the device.
+ *
+ *   v1 naive    one thread per row, storage layout, per-element statistics (lab only)
+ *   v2 generic  one warp per row, storage layout            (SPQR_CUDA_GENERIC, src/cuda)
+ *   v3 tiled    repacked layout, 16-byte loads, fp16-magic decode, fp32 math, fused outliers
+ *                                                           (SPQR_CUDA_TILED, src/cuda)
+ *   v4 deq+gemm dequantize to fp16 + cuBLAS GemmEx          (SPQR_CUDA_DEQUANT, src/cuda)
+ *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
+ *
+ * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
+ * (NC * bytes >= 150 MB, so the weights come from HBM, not the 50 MB L2); the graph is replayed
+ * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
+ * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
+ *
+ * Usage: spqr-cuda-lab [--quick] [--csv FILE]
+ *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
+ */
+#include <algorithm>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "cuda/spqr_cuda_internal.cuh"
+extern "C" {
+#include "synth.h"
+}
+
+#define CHECK(x)                                                                                     \
+    do {                                                                                             \
+        cudaError_t e_ = (x);                                                                        \
+        if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } \
+    } while (0)
+#define OKE(x, er_)                                                                 \
+    do {                                                                            \
+        if ((x) != SPQR_OK) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, (er_).msg); exit(1); } \
+    } while (0)
+
+/* ---- v1: naive, one thread per row (lab only) ---- */
+__global__ void k_v1_naive(const spqr_cuda_qmatrix m, const float2 *xp, int B, float *y) {
+    const uint32_t r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= m.rows) return;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (uint32_t j = 0; j < m.cols; j++) {
+        const float w = raw_weight(m, m.blob, r, j);
+        for (int b = 0; b < B; b++) acc[b] = fmaf(w, xp_at(xp, B, j, b), acc[b]);
+    }
+    if (m.kind == SPQR_TK_SPQR) {
+        const uint32_t *rp = (const uint32_t *)(m.blob + m.lay.row_ptr);
+        const uint16_t *oc = (const uint16_t *)(m.blob + m.lay.ocol), *ov = (const uint16_t *)(m.blob + m.lay.oval);
+        for (uint32_t k = rp[r]; k < rp[r + 1]; k++) {
+            const float d = __half2float(__ushort_as_half(ov[k])) - raw_weight(m, m.blob, r, oc[k]);
+            for (int b = 0; b < B; b++) acc[b] = fmaf(d, xp_at(xp, B, oc[k], b), acc[b]);
+        }
+    }
+    for (int b = 0; b < B; b++) y[(size_t)b * m.rows + r] = acc[b];
+}
+
+static void run_v1(const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, float2 *xp, cudaStream_t st) {
+    const uint32_t npairs = (m->cols + 1) / 2;
+    CHECK(spqr_cuda_gather_x(x, n, 0, n, m->cols, m->perm, npairs, xp, st));
+    k_v1_naive<<<(m->rows + 127) / 128, 128, 0, st>>>(*m, xp, n, y);
+    CHECK(cudaGetLastError());
+}
+
+/* A device copy of an uploaded matrix (same contents, new buffers), for L2 rotation. */
+static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v) {
+    spqr_cuda_qmatrix *c = (spqr_cuda_qmatrix *)malloc(sizeof *c);
+    *c = *m;
+    CHECK(cudaMalloc(&c->blob, m->lay.size));
+    CHECK(cudaMemcpy(c->blob, m->blob, m->lay.size, cudaMemcpyDeviceToDevice));
+    c->perm = m->perm ? (const int32_t *)(c->blob + m->lay.perm) : NULL;
+    if (m->kind == SPQR_TK_SPQR) { c->orp = (uint32_t *)(c->blob + m->lay.row_ptr); c->ocol = (uint16_t *)(c->blob + m->lay.ocol); }
+    if (m->tiled) {
+        size_t ncw = (size_t)m->rows * m->wbits * m->npq * 4, nst = (size_t)m->rows * m->gpad * (m->kind == SPQR_TK_SPQR ? 1 : 4) + 16;
+        size_t nqq = (m->kind == SPQR_TK_SPQR ? (size_t)m->row_blocks * m->gpad : 0) + 1;
+        CHECK(cudaMalloc(&c->tcodes, ncw)); CHECK(cudaMemcpy(c->tcodes, m->tcodes, ncw, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->tstat, nst)); CHECK(cudaMemcpy(c->tstat, m->tstat, nst, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->tqq, nqq * 8)); CHECK(cudaMemcpy(c->tqq, m->tqq, nqq * 8, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->odelta, (m->n_out + 1) * 2)); CHECK(cudaMemcpy(c->odelta, m->odelta, (m->n_out + 1) * 2, cudaMemcpyDeviceToDevice));
+    }
+    (void)v;
+    return c;
+}
+
+/* Median time (µs) of one op over NC copies: graph of NC ops, 2 warm-up + 15 timed replays. */
+template <class F>
+static double time_op(int NC, cudaStream_t st, F op) {
+    for (int i = 0; i < NC; i++) op(i); /* warm-up outside capture: grows workspaces */
+    CHECK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < NC; i++) op(i);
+    CHECK(cudaStreamEndCapture(st, &g));
+    CHECK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a)); CHECK(cudaEventCreate(&b));
+    for (int i = 0; i < 2; i++) CHECK(cudaGraphLaunch(ge, st));
+    std::vector<float> ts;
+    for (int i = 0; i < 15; i++) {
+        CHECK(cudaEventRecord(a, st));
+        CHECK(cudaGraphLaunch(ge, st));
+        CHECK(cudaEventRecord(b, st));
+        CHECK(cudaEventSynchronize(b));
+        float ms;
+        CHECK(cudaEventElapsedTime(&ms, a, b));
+        ts.push_back(ms);
+    }
+    std::sort(ts.begin(), ts.end());
+    CHECK(cudaGraphExecDestroy(ge)); CHECK(cudaGraphDestroy(g));
+    CHECK(cudaEventDestroy(a)); CHECK(cudaEventDestroy(b));
+    return ts[ts.size() / 2] * 1000.0 / NC;
+}
+
+__global__ void k_read(const uint4 *p, size_t n, unsigned *out) {
+    unsigned s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = __ldg(p + i);
+        s ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (s == 0x12345678u) out[0] = s; /* keeps the loads */
+}
+
+/* Achievable bandwidth: D2D copy (read + write bytes) and a read-only kernel, 1 GiB, best of 10. */
+static void roofline(cudaStream_t st, double *copy_gbs, double *read_gbs) {
+    const size_t bytes = 1ull << 30;
+    void *a, *b;
+    CHECK(cudaMalloc(&a, bytes)); CHECK(cudaMalloc(&b, bytes));
+    CHECK(cudaMemset(a, 1, bytes)); CHECK(cudaMemset(b, 2, bytes));
+    cudaEvent_t e0, e1;
+    CHECK(cudaEventCreate(&e0)); CHECK(cudaEventCreate(&e1));
+    float best = 1e30f, bestr = 1e30f, ms;
+    int dev, sms;
+    CHECK(cudaGetDevice(&dev));
+    CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    for (int i = 0; i < 11; i++) {
+        CHECK(cudaEventRecord(e0, st));
+        CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
+        CHECK(cudaEventRecord(e1, st));
+        CHECK(cudaEventSynchronize(e1));
+        CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i) best = std::min(best, ms);
+        CHECK(cudaEventRecord(e0, st));
+        k_read<<<sms * 8, 512, 0, st>>>((const uint4 *)a, bytes / 16, (unsigned *)b);
+        CHECK(cudaEventRecord(e1, st));
+        CHECK(cudaEventSynchronize(e1));
+        CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i) bestr = std::min(bestr, ms);
+    }
+    *copy_gbs = 2.0 * bytes / (best * 1e-3) / 1e9;
+    *read_gbs = bytes / (bestr * 1e-3) / 1e9;
+    CHECK(cudaFree(a)); CHECK(cudaFree(b));
+}
+
+/* ‖y − ref‖ / ‖ref‖ over n x rows, ref = W_ref · x16 in double (W_ref from the reference decoder). */
+static double rel_err(const float *Wref, int rows, int cols, const __half *xh, int n, const float *y) {
+    double num = 0, den = 0;
+    for (int b = 0; b < n; b++)
+        for (int r = 0; r < rows; r++) {
+            double ref = 0;
+            const float *w = Wref + (size_t)r * cols;
+            const __half *x = xh + (size_t)b * cols;
+            for (int j = 0; j < cols; j++) ref += (double)w[j] * (double)__half2float(x[j]);
+            double d = (double)y[(size_t)b * rows + r] - ref;
+            num += d * d;
+            den += ref * ref;
+        }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+struct cfg { uint32_t kind, wbits, gs, qq_gs; double out; int perm; const char *name; int full; };
+
+int main(int argc, char **argv) {
+    int quick = 0;
+    const char *csv_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+        else { fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]); return 2; }
+    }
+    if (spqr_cuda_device_count() <= 0) { printf("SKIPPED: no CUDA device\n"); return 0; }
+    cudaDeviceProp prop;
+    CHECK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+    cudaStream_t st;
+    CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    spqr_error er;
+    spqr_cuda_ctx *ctx;
+    OKE(spqr_cuda_ctx_new(st, &ctx, &er), er);
+    double copy_gbs, read_gbs;
+    roofline(st, &copy_gbs, &read_gbs);
+    printf("roofline: D2D copy %.0f GB/s (read+write), read kernel %.0f GB/s\n", copy_gbs, read_gbs);
+    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
+    if (csv) fprintf(csv, "rows,cols,matrix,algo,n,us,GBps,frac_read_roofline,speedup_vs_cublas,rel_err,bytes\n");
+
+    const uint32_t shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+    std::vector<cfg> cfgs = {
+        {SPQR_TK_SPQR, 3, 16, 16, 0.01, 1, "spqr-w3-b16-16", 1},
+        {SPQR_TK_SPQR, 4, 16, 16, 0.01, 1, "spqr-w4-b16-16", 0},
+        {SPQR_TK_SPQR, 2, 16, 16, 0.01, 1, "spqr-w2-b16-16", 0},
+        {SPQR_TK_GPTQ, 4, 128, 0, 0, 0, "gptq-w4-g128", 0},
+        {SPQR_TK_SPQR, 3, 8, 16, 0.01, 1, "spqr-w3-b8-16", 2},
+        {SPQR_TK_SPQR, 3, 32, 16, 0.01, 1, "spqr-w3-b32-16", 2},
+        {SPQR_TK_SPQR, 3, 16, 32, 0.01, 1, "spqr-w3-b16-32", 2},
+        {SPQR_TK_SPQR, 3, 16, 64, 0.01, 1, "spqr-w3-b16-64", 2},
+        {SPQR_TK_SPQR, 3, 8, 64, 0.01, 1, "spqr-w3-b8-64", 2},
+        {SPQR_TK_SPQR, 3, 32, 32, 0.01, 1, "spqr-w3-b32-32", 2},
+    };
+    const int ns_full[] = {1, 2, 4, 8, 16, 64}, ns_short[] = {1, 4, 16, 64};
+    const double L2_ROT = 150e6;
+    std::vector<std::vector<double>> cub_us(3, std::vector<double>(65, 0));
+
+    printf("\n%-12s %-16s %-10s %3s %9s %8s %7s %8s %9s\n", "shape", "matrix", "algo", "n", "us", "GB/s", "%read", "vs_cuBLAS", "rel_err");
+    for (int si = 0; si < 3; si++) {
+        if (quick && si) break;
+        const uint32_t rows = shapes[si][0], cols = shapes[si][1];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%ux%u", rows, cols);
+        /* activations for the largest n, random fp16 in [-1, 1] */
+        const int NMAX = 64;
+        std::vector<__half> xh((size_t)NMAX * cols);
+        uint64_t rng = 1234 + si;
+        for (auto &v : xh) v = __float2half((float)(2 * synth_uniform(&rng) - 1));
+        __half *xd;
+        float *yd;
+        __half *y16d;
+        CHECK(cudaMalloc(&xd, xh.size() * 2));
+        CHECK(cudaMemcpy(xd, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+        CHECK(cudaMalloc(&yd, (size_t)NMAX * rows * 4));
+        CHECK(cudaMalloc(&y16d, (size_t)NMAX * rows * 2));
+        std::vector<float> yh((size_t)NMAX * rows);
+        bool cublas_done = false;
+        for (const cfg &cf : cfgs) {
+            if (cf.full == 2 && si) continue; /* β sweep at 4096 x 4096 only */
+            if (quick && cf.full == 2 && cf.gs != 8) continue;
+            synth_params sp = {cf.kind, rows, cols, cf.wbits, cf.gs, 3, cf.qq_gs, cf.out, cf.perm, (uint64_t)(42 + si)};
+            synth_matrix sm;
+            OKE(synth_build(&sp, &sm, &er), er);
+            std::vector<float> Wref((size_t)rows * cols);
+            spqr_qview_dequant_rows(&sm.view, 0, rows, 1, Wref.data());
+            spqr_cuda_qmatrix *m0;
+            OKE(spqr_cuda_upload(&sm.view, &m0, &er), er);
+            /* cuBLAS fp16 reference (once per shape, on the first matrix's weights) */
+            if (!cublas_done) {
+                cublas_done = true;
+                std::vector<__half> w16((size_t)rows * cols);
+                for (size_t i = 0; i < w16.size(); i++) w16[i] = __float2half(Wref[i]);
+                const double wb = 2.0 * rows * cols;
+                const int NC = std::max(2, (int)ceil(L2_ROT / wb));
+                std::vector<__half *> wd(NC);
+                for (int i = 0; i < NC; i++) { CHECK(cudaMalloc(&wd[i], (size_t)wb)); CHECK(cudaMemcpy(wd[i], w16.data(), (size_t)wb, cudaMemcpyHostToDevice)); }
+                for (int n : ns_full) {
+                    double us = time_op(NC, st, [&](int i) { OKE(spqr_cuda_gemm_f16(ctx, wd[i], rows, cols, xd, n, y16d, &er), er); });
+                    cub_us[si][n] = us;
+                    const double bytes = wb + 2.0 * n * cols + 2.0 * n * rows;
+                    std::vector<__half> yo((size_t)n * rows);
+                    CHECK(cudaMemcpy(yo.data(), y16d, yo.size() * 2, cudaMemcpyDeviceToHost));
+                    std::vector<float> yf(yo.size());
+                    for (size_t i = 0; i < yo.size(); i++) yf[i] = __half2float(yo[i]);
+                    double e = n <= 4 ? rel_err(Wref.data(), rows, cols, xh.data(), n, yf.data()) : NAN;
+                    printf("%-12s %-16s %-10s %3d %9.2f %8.0f %6.1f%% %8.2fx %9.2e\n", shape, "dense-fp16", "cublas16", n, us, bytes / us / 1e3,
+                           100 * bytes / us / 1e3 / read_gbs, 1.0, e);
+                    if (csv) fprintf(csv, "%u,%u,dense-fp16,cublas16,%d,%.3f,%.1f,%.4f,1,%.3e,%.0f\n", rows, cols, n, us, bytes / us / 1e3, bytes / us / 1e3 / read_gbs, e, bytes);
+                }
+                for (auto p : wd) CHECK(cudaFree(p));
+            }
+            struct alg { const char *name; int id; };
+            const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}};
+            for (const alg &al : algs) {
+                if (al.id == SPQR_CUDA_TILED && !spqr_cuda_supports(m0, SPQR_CUDA_TILED)) continue;
+                if (cf.full != 1 && (al.id == 0 || al.id == SPQR_CUDA_GENERIC)) continue;
+                const double wb = (double)spqr_cuda_weight_bytes(m0, al.id ? (spqr_cuda_algo)al.id : SPQR_CUDA_GENERIC);
+                const int NC = std::max(2, (int)ceil(L2_ROT / wb));
+                std::vector<spqr_cuda_qmatrix *> ms(NC);
+                ms[0] = m0;
+                for (int i = 1; i < NC; i++) ms[i] = clone(m0, &sm.view);
+                float2 *xp1;
+                CHECK(cudaMalloc(&xp1, (size_t)cols * 8 * sizeof(float2)));
+                for (int n : (cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6) : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4))) {
+                    if (al.id == 0 && n > 1) continue;
+                    if (al.id == SPQR_CUDA_GENERIC && n > 8) continue;
+                    if (al.id == SPQR_CUDA_DEQUANT && n < 4) continue;
+                    auto op = [&](int i) {
+                        if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
+                        else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)al.id, xd, n, yd, &er), er);
+                    };
+                    CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+                    op(NC - 1);
+                    CHECK(cudaStreamSynchronize(st));
+                    CHECK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+                    const int nchk = n < 4 ? n : 4; /* check the first 4 activations (CPU time) */
+                    double e = rel_err(Wref.data(), rows, cols, xh.data(), nchk, yh.data());
+                    for (size_t i = 0; i < (size_t)n * rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
+                    double us = time_op(NC, st, op);
+                    const double bytes = wb + 2.0 * n * cols + 4.0 * n * rows;
+                    const double sp_ = cub_us[si][n] / us;
+                    printf("%-12s %-16s %-10s %3d %9.2f %8.0f %6.1f%% %8.2fx %9.2e%s\n", shape, cf.name, al.name, n, us, bytes / us / 1e3,
+                           100 * bytes / us / 1e3 / read_gbs, sp_, e, e < 2e-3 ? "" : "  <-- CHECK FAILED");
+                    if (csv) fprintf(csv, "%u,%u,%s,%s,%d,%.3f,%.1f,%.4f,%.3f,%.3e,%.0f\n", rows, cols, cf.name, al.name, n, us, bytes / us / 1e3, bytes / us / 1e3 / read_gbs, sp_, e, bytes);
+                    fflush(stdout);
+                }
+                CHECK(cudaFree(xp1));
+                for (int i = 1; i < NC; i++) {
+                    spqr_cuda_qmatrix *c = ms[i];
+                    cudaFree(c->blob); cudaFree(c->tcodes); cudaFree(c->tstat); cudaFree(c->tqq); cudaFree(c->odelta);
+                    free(c);
+                }
+            }
+            spqr_cuda_qmatrix_free(m0);
+            synth_free(&sm);
+        }
+        CHECK(cudaFree(xd)); CHECK(cudaFree(yd)); CHECK(cudaFree(y16d));
+    }
+    if (csv) fclose(csv);
+    spqr_cuda_ctx_free(ctx);
+    CHECK(cudaStreamDestroy(st));
+    printf("lab done\n");
+    return 0;
+}

@@ -1,0 +1,84 @@
+/*
+ * spqr_cuda.h — CUDA products with .spqr quantized matrices (C-callable; built only with
+ * `make CUDA=1`, see cuda.mk). Host code includes this without the CUDA headers: streams are void *.
+ *
+ * A validated spqr_qview (format/qmatrix.h) is uploaded once. The upload repacks the file's storage
+ * layout (per-row LSB-first bit streams) into a device layout the kernels read with coalesced 16-byte
+ * loads (spqr_cuda.cu describes it), and also keeps the storage layout for the generic kernels.
+ *
+ * Products: Y[n][rows] = X[n][cols] · Wᵀ, i.e. y_b = W x_b for each of n activation rows.
+ * X is fp16 (row-major, n x cols, columns in the ORIGINAL input order), Y is fp32 (n x rows).
+ * The act-order permutation is applied to X once per call (a gather into a workspace).
+ *
+ * Algorithms:
+ *   SPQR_CUDA_TILED    repacked layout; fp16 "magic number" code extraction, fp32 dequantization
+ *                      and accumulation; SpQR outliers fused as fp16 deltas (val − dense weight);
+ *                      wbits 2..4, β1 in {8, 16, 32} or a multiple of 32, SpQR qq_bits <= 4,
+ *                      β2 % 4 == 0; n <= 8 per pass (larger n: passes of 8)
+ *   SPQR_CUDA_GENERIC  storage layout as in the file, one warp per row, fp32, any valid matrix
+ *   SPQR_CUDA_DEQUANT  dequantize to fp16 (stored column order, outliers exact), then cuBLAS
+ *                      GemmEx (fp16 inputs, fp32 accumulation) with the permuted X: the prefill path
+ *   SPQR_CUDA_AUTO     TILED for n <= 8 if the matrix allows it, else DEQUANT for n > 8 if it does,
+ *                      else GENERIC
+ */
+#ifndef SPQR_CUDA_H
+#define SPQR_CUDA_H
+
+#ifdef __cplusplus
+#include <string.h>
+extern "C" {
+#endif
+
+#include "format/qmatrix.h"
+
+typedef enum spqr_cuda_algo {
+    SPQR_CUDA_AUTO = 0,
+    SPQR_CUDA_TILED = 1,
+    SPQR_CUDA_GENERIC = 2,
+    SPQR_CUDA_DEQUANT = 3,
+} spqr_cuda_algo;
+
+typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */
+typedef struct spqr_cuda_qmatrix spqr_cuda_qmatrix; /* one uploaded matrix */
+
+/* Number of CUDA devices (0 when there is no driver or no device; never fails). */
+int spqr_cuda_device_count(void);
+
+/* Creates a context on the current device that enqueues on `stream` (NULL: the default stream).
+ * Allocates the cuBLAS handle; the workspace grows on demand. SPQR_E_UNSUPPORTED without a device. */
+spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr_error *err);
+void spqr_cuda_ctx_free(spqr_cuda_ctx *c);
+
+/* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. */
+spqr_status spqr_cuda_upload(const spqr_qview *v, spqr_cuda_qmatrix **out, spqr_error *err);
+void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m);
+
+/* Whether `algo` can run this matrix (AUTO: always 1). */
+int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo);
+
+/* Device bytes one product with `algo` reads from the matrix's arrays (codes, statistics,
+ * outliers, permutation), not counting X, Y or the DEQUANT path's fp16 intermediate. */
+uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo);
+
+/* Y = X Wᵀ as described above: x_dev fp16 [n][cols], y_dev fp32 [n][rows], both device pointers,
+ * enqueued on the context's stream (asynchronous; call errors are reported, kernel faults surface
+ * at the next synchronization). 1 <= n <= 65536. May grow the workspace (a synchronizing
+ * cudaMalloc) the first time a larger n or matrix is seen: warm up before timing or capturing. */
+spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
+                             float *y_dev, spqr_error *err);
+
+/* Dequantizes the whole matrix to fp16 W16[rows][ld] (device), columns in STORED order, outliers
+ * included (exact fp16 values), columns >= cols finite garbage times a zero activation: ld must be
+ * >= spqr_cuda_dequant_ld(m). Uses the tiled layout when supported, else the storage layout. */
+spqr_status spqr_cuda_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, void *w16_dev, int ld, spqr_error *err);
+int spqr_cuda_dequant_ld(const spqr_cuda_qmatrix *m);
+
+/* Dense fp16 reference through cuBLAS: Y16[n][rows] = X16[n][cols] · W16ᵀ with W16 row-major
+ * [rows][cols] (fp32 accumulation, fp16 output). All device pointers. */
+spqr_status spqr_cuda_gemm_f16(spqr_cuda_ctx *c, const void *w16_dev, int rows, int cols, const void *x_dev, int n,
+                               void *y16_dev, spqr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
