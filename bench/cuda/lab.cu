@@ -269,11 +269,15 @@ int main(int argc, char **argv) {
                 for (auto p : wd) CHECK(cudaFree(p));
             }
             struct alg { const char *name; int id; };
-            const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}};
+            const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
+                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}};
             for (const alg &al : algs) {
-                if (al.id == SPQR_CUDA_TILED && !spqr_cuda_supports(m0, SPQR_CUDA_TILED)) continue;
+                const int id = al.id > 100 ? SPQR_CUDA_TILED : al.id;
+                ctx->tiled_rpw = al.id > 100 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
+                if (id == SPQR_CUDA_TILED && !spqr_cuda_supports(m0, SPQR_CUDA_TILED)) continue;
+                if (al.id > 100 && cf.full != 1) continue;
                 if (cf.full != 1 && (al.id == 0 || al.id == SPQR_CUDA_GENERIC)) continue;
-                const double wb = (double)spqr_cuda_weight_bytes(m0, al.id ? (spqr_cuda_algo)al.id : SPQR_CUDA_GENERIC);
+                const double wb = (double)spqr_cuda_weight_bytes(m0, id ? (spqr_cuda_algo)id : SPQR_CUDA_GENERIC);
                 const int NC = std::max(2, (int)ceil(L2_ROT / wb));
                 std::vector<spqr_cuda_qmatrix *> ms(NC);
                 ms[0] = m0;
@@ -282,11 +286,12 @@ int main(int argc, char **argv) {
                 CHECK(cudaMalloc(&xp1, (size_t)cols * 8 * sizeof(float2)));
                 for (int n : (cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6) : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4))) {
                     if (al.id == 0 && n > 1) continue;
-                    if (al.id == SPQR_CUDA_GENERIC && n > 8) continue;
-                    if (al.id == SPQR_CUDA_DEQUANT && n < 4) continue;
+                    if (id == SPQR_CUDA_GENERIC && n > 8) continue;
+                    if (al.id > 100 && n > 8) continue;
+                    if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     auto op = [&](int i) {
                         if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
-                        else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)al.id, xd, n, yd, &er), er);
+                        else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
                     };
                     CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
                     op(NC - 1);

@@ -189,9 +189,14 @@ extern "C" int spqr_cuda_dequant_ld(const spqr_cuda_qmatrix *m) { return m->tile
 /* ---------------------------------------------------------------------------------------------- */
 
 __global__ void k_gather_x(const __half *__restrict__ x, int n, int b0, int B, uint32_t cols, const int32_t *__restrict__ perm,
-                           uint32_t npairs, float2 *__restrict__ xp) {
+                           uint32_t npairs, float2 *__restrict__ xp, int inter) {
     for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < npairs * (uint32_t)B; i += gridDim.x * blockDim.x) {
-        uint32_t jp = i / B, b = b0 + i % B, j0 = 2 * jp, j1 = j0 + 1;
+        uint32_t jp = i / B, b = b0 + i % B;
+        if (inter) { /* i indexes the interleaved layout: invert xp_inter */
+            const uint32_t L = jp & 31, t = (jp >> 5) & 15, p = (jp >> 9) & 3, it = jp >> 11;
+            jp = ((it * 32 + L) * 4 + p) * 16 + t;
+        }
+        const uint32_t j0 = 2 * jp, j1 = j0 + 1;
         float2 v = make_float2(0.f, 0.f);
         if ((int)b < n) {
             const __half *xb = x + (size_t)b * cols;
@@ -203,10 +208,10 @@ __global__ void k_gather_x(const __half *__restrict__ x, int n, int b0, int B, u
 }
 
 cudaError_t spqr_cuda_gather_x(const __half *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
-                               cudaStream_t st) {
+                               cudaStream_t st, int inter) {
     uint32_t total = npairs * (uint32_t)B, blocks = (total + 255) / 256;
     if (blocks > 1024) blocks = 1024;
-    k_gather_x<<<blocks, 256, 0, st>>>(x, n, b0, B, cols, perm, npairs, xp);
+    k_gather_x<<<blocks, 256, 0, st>>>(x, n, b0, B, cols, perm, npairs, xp, inter);
     return cudaGetLastError();
 }
 
@@ -325,7 +330,7 @@ __global__ void __launch_bounds__(128) k_tiled(targs a) {
             for (int t = 0; t < 16; t++) {
                 float2 xv[B];
 #pragma unroll
-                for (int b = 0; b < B; b++) xv[b] = __ldg(a.xp + ((size_t)P * 16 + t) * B + b);
+                for (int b = 0; b < B; b++) xv[b] = __ldg(a.xp + ((size_t)((((q >> 5) * 4 + p) * 16 + t) << 5) + lane) * B + b);
                 constexpr int TPG = 16 / GPK; /* pairs per group */
 #pragma unroll
                 for (int rr = 0; rr < RPW; rr++) {
@@ -348,7 +353,7 @@ __global__ void __launch_bounds__(128) k_tiled(targs a) {
                 const uint32_t c = __ldg(a.ocol + kk);
                 const float d = __half2float(a.odelta[kk]);
 #pragma unroll
-                for (int b = 0; b < B; b++) acc[rr][b] = fmaf(d, xp_at(a.xp, B, c, b), acc[rr][b]);
+                for (int b = 0; b < B; b++) acc[rr][b] = fmaf(d, xp_at(a.xp, B, c, b, true), acc[rr][b]);
             }
         }
     }
@@ -363,42 +368,49 @@ __global__ void __launch_bounds__(128) k_tiled(targs a) {
         }
 }
 
+/* Rows per warp: 4 or 2 (ctx->tiled_rpw; default 2 for B <= 2, 4 for B = 4, 8: the lab's H100 sweep). */
 template <int W, bool SP, int GP>
-static cudaError_t launch_tiled_w(const targs &a, int B, cudaStream_t st) {
-    const int rpw = B >= 8 ? 2 : 4, warps = (a.rows + rpw - 1) / rpw, blocks = (warps + 3) / 4;
-    switch (B) {
-    case 1: k_tiled<W, SP, GP, 1, 4><<<blocks, 128, 0, st>>>(a); break;
-    case 2: k_tiled<W, SP, GP, 2, 4><<<blocks, 128, 0, st>>>(a); break;
-    case 4: k_tiled<W, SP, GP, 4, 4><<<blocks, 128, 0, st>>>(a); break;
+static cudaError_t launch_tiled_w(const targs &a, int B, int rpw, cudaStream_t st) {
+    if (rpw != 2 && rpw != 4) rpw = B <= 2 ? 2 : 4;
+    const int warps = (a.rows + rpw - 1) / rpw, blocks = (warps + 3) / 4;
+    switch (B * 8 + rpw) {
+    case 1 * 8 + 2: k_tiled<W, SP, GP, 1, 2><<<blocks, 128, 0, st>>>(a); break;
+    case 1 * 8 + 4: k_tiled<W, SP, GP, 1, 4><<<blocks, 128, 0, st>>>(a); break;
+    case 2 * 8 + 2: k_tiled<W, SP, GP, 2, 2><<<blocks, 128, 0, st>>>(a); break;
+    case 2 * 8 + 4: k_tiled<W, SP, GP, 2, 4><<<blocks, 128, 0, st>>>(a); break;
+    case 4 * 8 + 2: k_tiled<W, SP, GP, 4, 2><<<blocks, 128, 0, st>>>(a); break;
+    case 4 * 8 + 4: k_tiled<W, SP, GP, 4, 4><<<blocks, 128, 0, st>>>(a); break;
+    case 8 * 8 + 4: k_tiled<W, SP, GP, 8, 4><<<blocks, 128, 0, st>>>(a); break;
     default: k_tiled<W, SP, GP, 8, 2><<<blocks, 128, 0, st>>>(a); break;
     }
     return cudaGetLastError();
 }
 
 template <int W>
-static cudaError_t launch_tiled_k(const spqr_cuda_qmatrix *m, const targs &a, int B, cudaStream_t st) {
-    if (m->kind != SPQR_TK_SPQR) return launch_tiled_w<W, false, 0>(a, B, st);
+static cudaError_t launch_tiled_k(const spqr_cuda_qmatrix *m, const targs &a, int B, int rpw, cudaStream_t st) {
+    if (m->kind != SPQR_TK_SPQR) return launch_tiled_w<W, false, 0>(a, B, rpw, st);
     switch (m->gp) {
-    case 1: return launch_tiled_w<W, true, 1>(a, B, st);
-    case 2: return launch_tiled_w<W, true, 2>(a, B, st);
-    case 4: return launch_tiled_w<W, true, 4>(a, B, st);
-    default: return launch_tiled_w<W, true, 0>(a, B, st);
+    case 1: return launch_tiled_w<W, true, 1>(a, B, rpw, st);
+    case 2: return launch_tiled_w<W, true, 2>(a, B, rpw, st);
+    case 4: return launch_tiled_w<W, true, 4>(a, B, rpw, st);
+    default: return launch_tiled_w<W, true, 0>(a, B, rpw, st);
     }
 }
 
 static spqr_status run_tiled(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, spqr_error *err) {
-    const uint32_t npairs = m->npq * 16;
+    const uint32_t npairs = (m->nq + 31) / 32 * 2048; /* whole 32-quad lane groups */
     const int Bmax = n >= 8 ? 8 : n > 4 ? 8 : n > 2 ? 4 : n;
     spqr_status st = ws_reserve(c, (size_t)npairs * Bmax * sizeof(float2), err);
     if (st) return st;
     float2 *xp = (float2 *)c->ws;
     for (int b0 = 0; b0 < n; b0 += 8) {
         const int nb = n - b0 < 8 ? n - b0 : 8, B = nb > 4 ? 8 : nb > 2 ? 4 : nb;
-        CK(spqr_cuda_gather_x(x, n, b0, B, m->cols, m->perm, npairs, xp, c->stream), "gather x");
+        CK(spqr_cuda_gather_x(x, n, b0, B, m->cols, m->perm, npairs, xp, c->stream, 1), "gather x");
         targs a = {(const uint4 *)m->tcodes, (const uint8_t *)m->tstat, m->tqq, m->orp, m->ocol, m->odelta, xp, y,
                    (int)m->rows, n, b0, (int)m->nq, (int)m->gpad, (int)m->gs, (int)m->qq_gs};
-        cudaError_t e = m->wbits == 2 ? launch_tiled_k<2>(m, a, B, c->stream) : m->wbits == 3 ? launch_tiled_k<3>(m, a, B, c->stream)
-                                                                                : launch_tiled_k<4>(m, a, B, c->stream);
+        cudaError_t e = m->wbits == 2 ? launch_tiled_k<2>(m, a, B, c->tiled_rpw, c->stream)
+                        : m->wbits == 3 ? launch_tiled_k<3>(m, a, B, c->tiled_rpw, c->stream)
+                                        : launch_tiled_k<4>(m, a, B, c->tiled_rpw, c->stream);
         CK(e, "tiled kernel");
     }
     return SPQR_OK;
@@ -463,13 +475,14 @@ static spqr_status run_generic(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
 /* Dequantization to fp16 (stored order) and the prefill GEMM                                     */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* One thread per (row, packet): 32 weights -> 64 contiguous bytes of W16. */
+/* Four threads per (row, packet): thread `sub` writes weights [8 sub, 8 sub + 8) of the packet as one
+ * 16-byte store, so a warp's stores are contiguous. */
 template <int W, bool SP, int GP>
 __global__ void __launch_bounds__(256) k_dequant_tiled(targs a, int npq, __half *__restrict__ w16, int ld) {
-    constexpr int GPK = GP ? GP : 1;
+    constexpr int GPK = GP ? GP : 1, TPG = 16 / GPK;
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i >= (size_t)a.rows * npq) return;
-    const int r = (int)(i / npq), P = (int)(i % npq), q = P >> 2, p = P & 3;
+    if (i >= (size_t)a.rows * npq * 4) return;
+    const int sub = (int)(i & 3), r = (int)((i >> 2) / npq), P = (int)((i >> 2) % npq);
     uint4 cw[W];
     const uint32_t *cw32 = (const uint32_t *)a.codes;
 #pragma unroll
@@ -477,10 +490,12 @@ __global__ void __launch_bounds__(256) k_dequant_tiled(targs a, int npq, __half 
         uint32_t v = __ldg(cw32 + ((size_t)r * W + k) * npq + P);
         cw[k] = make_uint4(v, v, v, v);
     }
-    float s[GPK], kk[GPK];
+    uint32_t out[4];
 #pragma unroll
-    for (int g_i = 0; g_i < GPK; g_i++) {
+    for (int u = 0; u < 4; u++) {
+        const int t = 4 * sub + u, g_i = t / TPG;
         const int g = GP ? P * GP + g_i : (P * 32) / a.gs;
+        float s, kk;
         if (SP) {
             const uint2 qv = __ldg(a.qq + (size_t)(r / a.qq_gs) * a.gpad + g);
             const float ss = __half2float(__ushort_as_half((unsigned short)(qv.x & 0xffff)));
@@ -488,26 +503,23 @@ __global__ void __launch_bounds__(256) k_dequant_tiled(targs a, int npq, __half 
             const float zs = __half2float(__ushort_as_half((unsigned short)(qv.y & 0xffff)));
             const float nzz = -zs * __half2float(__ushort_as_half((unsigned short)(qv.y >> 16)));
             const unsigned byte = __ldg(a.stat + (size_t)r * a.gpad + g);
-            s[g_i] = fmaf((float)(byte & 15u), ss, nsz);
-            kk[g_i] = kterm(s[g_i], fmaf((float)(byte >> 4), zs, nzz));
+            s = fmaf((float)(byte & 15u), ss, nsz);
+            kk = kterm(s, fmaf((float)(byte >> 4), zs, nzz));
         } else {
-            const uint32_t u = __ldg((const uint32_t *)a.stat + (size_t)r * a.gpad + g);
-            s[g_i] = __half2float(__ushort_as_half((unsigned short)(u & 0xffff)));
-            kk[g_i] = kterm(s[g_i], (float)(u >> 16));
+            const uint32_t uu = __ldg((const uint32_t *)a.stat + (size_t)r * a.gpad + g);
+            s = __half2float(__ushort_as_half((unsigned short)(uu & 0xffff)));
+            kk = kterm(s, (float)(uu >> 16));
         }
+        float2 f;
+        switch (t) { /* compile-time pair index for the decoder */
+#define PC(T) case T: f = pair_codes<W>(cw, 0, T); break;
+            PC(0) PC(1) PC(2) PC(3) PC(4) PC(5) PC(6) PC(7) PC(8) PC(9) PC(10) PC(11) PC(12) PC(13) PC(14) default: f = pair_codes<W>(cw, 0, 15);
+#undef PC
+        }
+        __half2 h = __floats2half2_rn(fmaf(f.x, s, kk), fmaf(f.y, s, kk));
+        out[u] = *reinterpret_cast<uint32_t *>(&h);
     }
-    uint32_t out[16];
-    constexpr int TPG = 16 / GPK;
-#pragma unroll
-    for (int t = 0; t < 16; t++) {
-        const float2 f = pair_codes<W>(cw, 0, t);
-        __half2 h = __floats2half2_rn(fmaf(f.x, s[t / TPG], kk[t / TPG]), fmaf(f.y, s[t / TPG], kk[t / TPG]));
-        out[t] = *reinterpret_cast<uint32_t *>(&h);
-    }
-    (void)q; (void)p;
-    uint4 *dst = (uint4 *)(w16 + (size_t)r * ld + (size_t)P * 32);
-#pragma unroll
-    for (int v = 0; v < 4; v++) dst[v] = make_uint4(out[4 * v], out[4 * v + 1], out[4 * v + 2], out[4 * v + 3]);
+    *(uint4 *)(w16 + (size_t)r * ld + (size_t)P * 32 + 8 * sub) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
 /* Storage-layout dequantization, one thread per element; zero past cols. */
@@ -531,7 +543,7 @@ template <int W, bool SP, int GP>
 static cudaError_t launch_deq_w(const spqr_cuda_qmatrix *m, __half *w16, int ld, cudaStream_t st) {
     targs a = {(const uint4 *)m->tcodes, (const uint8_t *)m->tstat, m->tqq, m->orp, m->ocol, m->odelta, NULL, NULL,
                (int)m->rows, 0, 0, (int)m->nq, (int)m->gpad, (int)m->gs, (int)m->qq_gs};
-    const size_t total = (size_t)m->rows * m->npq;
+    const size_t total = (size_t)m->rows * m->npq * 4;
     k_dequant_tiled<W, SP, GP><<<(unsigned)((total + 255) / 256), 256, 0, st>>>(a, (int)m->npq, w16, ld);
     return cudaGetLastError();
 }

@@ -17,8 +17,11 @@
  *           gpad = groups padded to whole quads (β1 <= 32: npq*32/β1; else ceil(npq*32/β1))
  *   outliers row_ptr uint32[rows+1], col uint16[n] (stored order), delta fp16[n] = val − dense
  *           weight (the dense kernels add delta·x)
- *   x workspace for the tiled kernels: float2[npq*16][B]: pair (2jp, 2jp+1) of permuted x for
- *           activation b at jp*B + b; zero past cols and past n.
+ *   x workspace for the tiled kernels, lane-interleaved so that the 32 lanes of a warp (lane L
+ *           owns quad q = 32*it + L) read consecutive float2 at each (packet p, pair t):
+ *           pair jp = (q*4 + p)*16 + t of permuted x for activation b sits at
+ *           ((((q/32)*4 + p)*16 + t)*32 + q%32)*B + b; zero past cols and past n.
+ *           The generic kernels use the linear layout jp*B + b.
  */
 #ifndef SPQR_CUDA_INTERNAL_CUH
 #define SPQR_CUDA_INTERNAL_CUH
@@ -31,6 +34,7 @@
 
 struct spqr_cuda_ctx {
     cudaStream_t stream;
+    int tiled_rpw;   /* rows per warp of the tiled kernels, 0: default (a tuning knob for the lab) */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
@@ -88,14 +92,22 @@ __device__ __forceinline__ float raw_weight(const spqr_cuda_qmatrix &m, const ui
     return __fmul_rn(s, __fsub_rn((float)c, z));
 }
 
-/* Element (stored column c, activation b) of the tiled x workspace with B activations per pair. */
-__device__ __forceinline__ float xp_at(const float2 *xp, int B, uint32_t c, int b) {
-    return ((const float *)xp)[((size_t)(c >> 1) * B + b) * 2 + (c & 1)];
+/* Index of pair jp in the lane-interleaved x layout (without the activation factor). */
+__host__ __device__ __forceinline__ uint32_t xp_inter(uint32_t jp) {
+    const uint32_t q = jp >> 6, p = (jp >> 4) & 3, t = jp & 15;
+    return ((((q >> 5) * 4 + p) * 16 + t) << 5) + (q & 31);
 }
 
-/* Launches the x gather: xp[jp*B + b] = (x[b0+b][perm[2jp]], x[b0+b][perm[2jp+1]]) as floats, zero
- * past cols or past n. npairs = npq*16 pairs. */
+/* Element (stored column c, activation b) of an x workspace with B activations per pair. */
+__device__ __forceinline__ float xp_at(const float2 *xp, int B, uint32_t c, int b, bool inter = false) {
+    const uint32_t jp = inter ? xp_inter(c >> 1) : (c >> 1);
+    return ((const float *)xp)[((size_t)jp * B + b) * 2 + (c & 1)];
+}
+
+/* Launches the x gather: pair jp = (x[b0+b][perm[2jp]], x[b0+b][perm[2jp+1]]) as floats at
+ * jp*B + b (inter = 0) or xp_inter(jp)*B + b (inter = 1; npairs then a multiple of 2048), zero
+ * past cols or past n; npairs pairs. */
 cudaError_t spqr_cuda_gather_x(const __half *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
-                               cudaStream_t st);
+                               cudaStream_t st, int inter = 0);
 
 #endif
