@@ -2,6 +2,7 @@
 #include "kernels/matmul.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stddef.h>
 
 typedef struct {
@@ -12,8 +13,8 @@ typedef struct {
     int n;
 } mm_job;
 
-static void mm_task(void *arg, int ith, int nth) {
-    const mm_job *j = arg;
+/* Thread ith's share of one product: its rows of Y (spqr_split, multiples of 16). */
+static void mm_rows(const mm_job *j, int ith, int nth) {
     const spqr_linear *L = j->lin;
     const int in = L->cols, out = L->rows;
     int lo, hi;
@@ -59,6 +60,27 @@ static void mm_task(void *arg, int ith, int nth) {
             for (int o = lo; o < hi; o++) j->Y[(size_t)r * out + o] += j->bias[o];
 }
 
+static void mm_task(void *arg, int ith, int nth) { mm_rows(arg, ith, nth); }
+
+typedef struct {
+    mm_job jobs[SPQR_MAX_FUSED];
+    int n_jobs, swiglu;
+} mm_multi;
+
+/* Several products on one input in one pool run; with swiglu, Y0 = silu(Y0) ⊙ Y1 on each thread's
+ * own rows (both products split their equal row counts the same way). */
+static void multi_task(void *arg, int ith, int nth) {
+    const mm_multi *m = arg;
+    for (int i = 0; i < m->n_jobs; i++) mm_rows(&m->jobs[i], ith, nth);
+    if (m->swiglu) {
+        int lo, hi;
+        spqr_split(m->jobs[0].lin->rows, ith, nth, 16, &lo, &hi);
+        float *g = m->jobs[0].Y;
+        const float *u = m->jobs[1].Y;
+        for (int o = lo; o < hi; o++) g[o] = g[o] / (1.0f + expf(-g[o])) * u[o];
+    }
+}
+
 /* xbuf[t][c] = X[t][perm[c]], tokens split over threads. */
 static void perm_task(void *arg, int ith, int nth) {
     const mm_job *j = arg;
@@ -74,4 +96,11 @@ void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float 
     mm_job j = {mm, lin, X, bias, Y, n};
     if (lin->q && lin->q->perm && n > 1) spqr_pool_run(mm->pool, perm_task, &j);
     spqr_pool_run(mm->pool, mm_task, &j);
+}
+
+void spqr_linear_forward_decode(const spqr_mm *mm, const spqr_linear *const *lins, int n_lin, const float *x, const float *const *bias,
+                                float *const *Y, int swiglu) {
+    mm_multi m = {.n_jobs = n_lin, .swiglu = swiglu};
+    for (int i = 0; i < n_lin; i++) m.jobs[i] = (mm_job){mm, lins[i], x, bias ? bias[i] : NULL, Y[i], 1};
+    spqr_pool_run(mm->pool, multi_task, &m);
 }

@@ -43,4 +43,12 @@ static inline size_t spqr_linear_scratch(int max_cols) { return (size_t)(SPQR_PA
 /* Y[n][rows] = X[n][cols] · Wᵀ (+ bias[rows] if not NULL). */
 void spqr_linear_forward(const spqr_mm *mm, const spqr_linear *lin, const float *X, int n, const float *bias, float *Y);
 
+#define SPQR_MAX_FUSED 3
+
+/* One token through n_lin ≤ SPQR_MAX_FUSED layers that share the input x (q/k/v; gate/up) in one
+ * pool run: Y[i] = W_i x (+ bias[i]; bias may be NULL). swiglu (n_lin == 2, equal rows): then
+ * Y[0] = silu(Y[0]) ⊙ Y[1]. Saves the pool's wake-ups, which matter at decode speed. */
+void spqr_linear_forward_decode(const spqr_mm *mm, const spqr_linear *const *lins, int n_lin, const float *x, const float *const *bias,
+                                float *const *Y, int swiglu);
+
 #endif

@@ -174,9 +174,16 @@ static void layer_forward(spqr_ctx *c, int l, int n, int pos, spqr_capture_fn ca
     const int dim = cfg->dim, hd = cfg->head_dim, qd = cfg->n_heads * hd, kvd = cfg->n_kv_heads * hd, hid = cfg->hidden_dim;
     for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->attn_norm, dim, cfg->norm_eps);
     if (cap) cap(user, 0, c->xb, n, dim);
-    linear(c, &ly->wq, c->xb, n, ly->bq, c->q);
-    linear(c, &ly->wk, c->xb, n, ly->bk, c->k);
-    linear(c, &ly->wv, c->xb, n, ly->bv, c->v);
+    if (n == 1) { /* decode: q, k and v in one pool run */
+        const spqr_linear *lins[3] = {&ly->wq, &ly->wk, &ly->wv};
+        const float *bias[3] = {ly->bq, ly->bk, ly->bv};
+        float *ys[3] = {c->q, c->k, c->v};
+        spqr_linear_forward_decode(&c->mm, lins, 3, c->xb, bias, ys, 0);
+    } else {
+        linear(c, &ly->wq, c->xb, n, ly->bq, c->q);
+        linear(c, &ly->wk, c->xb, n, ly->bk, c->k);
+        linear(c, &ly->wv, c->xb, n, ly->bv, c->v);
+    }
     for (int i = 0; i < n; i++) {
         rope_apply(c, c->q + (size_t)i * qd, cfg->n_heads, pos + i);
         rope_apply(c, c->k + (size_t)i * kvd, cfg->n_kv_heads, pos + i);
@@ -194,10 +201,16 @@ static void layer_forward(spqr_ctx *c, int l, int n, int pos, spqr_capture_fn ca
 
     for (int i = 0; i < n; i++) rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, ly->ffn_norm, dim, cfg->norm_eps);
     if (cap) cap(user, 2, c->xb, n, dim);
-    linear(c, &ly->w_gate, c->xb, n, NULL, c->hb);
-    linear(c, &ly->w_up, c->xb, n, NULL, c->hb2);
-    swiglu_job sj = {c->hb, c->hb2, (size_t)n * hid};
-    spqr_pool_run(c->pool, swiglu_task, &sj);
+    if (n == 1) { /* decode: gate, up and SwiGLU in one pool run */
+        const spqr_linear *lins[2] = {&ly->w_gate, &ly->w_up};
+        float *ys[2] = {c->hb, c->hb2};
+        spqr_linear_forward_decode(&c->mm, lins, 2, c->xb, NULL, ys, 1);
+    } else {
+        linear(c, &ly->w_gate, c->xb, n, NULL, c->hb);
+        linear(c, &ly->w_up, c->xb, n, NULL, c->hb2);
+        swiglu_job sj = {c->hb, c->hb2, (size_t)n * hid};
+        spqr_pool_run(c->pool, swiglu_task, &sj);
+    }
     if (cap) cap(user, 3, c->hb, n, hid);
     linear(c, &ly->w_down, c->hb, n, NULL, c->xb);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->xb[i];
