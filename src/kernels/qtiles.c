@@ -18,16 +18,11 @@ void spqr_qtiles_free(spqr_qtiles *t) {
     free(t);
 }
 
-/* Sets bit `lane` of planes[0..bits) to the bits of `code`. */
-static void put_planes(uint16_t *planes, unsigned bits, unsigned lane, unsigned code) {
-    for (unsigned p = 0; p < bits; p++) planes[p] |= (uint16_t)(((code >> p) & 1u) << lane);
-}
+/* A lane vector: 16 codes of `bits` bits, lane i at bits [bits·i, bits·i + bits), LSB first (the
+ * same bit stream as the file's rows, 16 codes long); `bits` u16 in all. */
+static void put_lane(uint16_t *vec, unsigned bits, unsigned lane, unsigned code) { spqr_bits_put((uint8_t *)vec, lane, bits, code); }
 
-static unsigned get_planes(const uint16_t *planes, unsigned bits, unsigned lane) {
-    unsigned c = 0;
-    for (unsigned p = 0; p < bits; p++) c |= ((planes[p] >> lane) & 1u) << p;
-    return c;
-}
+static unsigned get_lane(const uint16_t *vec, unsigned bits, unsigned lane) { return spqr_bits_get((const uint8_t *)vec, lane, bits); }
 
 spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
     if (!spqr_qtiles_supported(v)) return NULL;
@@ -45,22 +40,22 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
     t->stat_u16 = spqr ? 2 * v->qq_bits + 4 : 16 + v->wbits;
     t->tile_stride = ((uint64_t)v->cols * v->wbits + (uint64_t)t->groups * t->stat_u16 + 31) / 32 * 32;
     const uint64_t n = t->tile_stride * t->n_tiles;
-    t->data = aligned_alloc(64, n * sizeof(uint16_t));
+    t->data = aligned_alloc(64, n * sizeof(uint16_t) + 64); /* + 64: kernels read whole words at any lane vector */
     if (!t->data) goto fail;
-    memset(t->data, 0, n * sizeof(uint16_t));
+    memset(t->data, 0, n * sizeof(uint16_t) + 64);
     for (uint32_t tile = 0; tile < t->n_tiles; tile++) {
         uint16_t *tl = t->data + (uint64_t)tile * t->tile_stride;
         for (unsigned lane = 0; lane < SPQR_TILE_ROWS; lane++) {
             const uint32_t r = tile * SPQR_TILE_ROWS + lane;
             if (r >= v->rows) break;
             const uint8_t *crow = v->codes + (uint64_t)r * v->lay.code_stride;
-            for (uint32_t j = 0; j < v->cols; j++) put_planes(tl + (uint64_t)j * v->wbits, v->wbits, lane, spqr_bits_get(crow, j, v->wbits));
+            for (uint32_t j = 0; j < v->cols; j++) put_lane(tl + (uint64_t)j * v->wbits, v->wbits, lane, spqr_bits_get(crow, j, v->wbits));
             for (uint32_t g = 0; g < t->groups; g++) {
                 uint16_t *st = (uint16_t *)spqr_qtiles_stats(t, tl, g);
                 if (spqr) {
                     const uint8_t *srow = v->stats + (uint64_t)r * v->lay.stat_stride;
-                    put_planes(st, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g, v->qq_bits));
-                    put_planes(st + v->qq_bits, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g + 1, v->qq_bits));
+                    put_lane(st, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g, v->qq_bits));
+                    put_lane(st + v->qq_bits, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g + 1, v->qq_bits));
                     const spqr_qq_stats *q = &v->qq[(uint64_t)(r / v->qq_groupsize) * t->groups + g];
                     st[2 * v->qq_bits + 0] = q->s_scale;
                     st[2 * v->qq_bits + 1] = q->s_zero;
@@ -68,7 +63,7 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
                     st[2 * v->qq_bits + 3] = q->z_zero;
                 } else {
                     st[lane] = v->scales[(uint64_t)r * t->groups + g];
-                    put_planes(st + 16, v->wbits, lane, spqr_bits_get(v->zeros + (uint64_t)r * v->lay.zero_stride, g, v->wbits));
+                    put_lane(st + 16, v->wbits, lane, spqr_bits_get(v->zeros + (uint64_t)r * v->lay.zero_stride, g, v->wbits));
                 }
             }
         }
@@ -108,11 +103,11 @@ uint64_t spqr_qtiles_bytes(const spqr_qtiles *t) {
 static void lane_stats(const spqr_qtiles *t, const uint16_t *st, unsigned lane, float *s, float *z) {
     if (t->kind == SPQR_TK_SPQR) {
         const unsigned q = t->qq_bits;
-        *s = spqr_deq(spqr_f16_to_f32(st[2 * q]), spqr_f16_to_f32(st[2 * q + 1]), get_planes(st, q, lane));
-        *z = spqr_deq(spqr_f16_to_f32(st[2 * q + 2]), spqr_f16_to_f32(st[2 * q + 3]), get_planes(st + q, q, lane));
+        *s = spqr_deq(spqr_f16_to_f32(st[2 * q]), spqr_f16_to_f32(st[2 * q + 1]), get_lane(st, q, lane));
+        *z = spqr_deq(spqr_f16_to_f32(st[2 * q + 2]), spqr_f16_to_f32(st[2 * q + 3]), get_lane(st + q, q, lane));
     } else {
         *s = spqr_f16_to_f32(st[lane]);
-        *z = (float)get_planes(st + 16, t->wbits, lane);
+        *z = (float)get_lane(st + 16, t->wbits, lane);
     }
 }
 
@@ -126,7 +121,7 @@ void spqr_qtiles_gemv_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const 
             const uint32_t j1 = j0 + t->groupsize < t->cols ? j0 + t->groupsize : t->cols;
             float s, z, qx = 0;
             lane_stats(t, spqr_qtiles_stats(t, tl, g), lane, &s, &z);
-            for (uint32_t j = j0; j < j1; j++) qx += (float)get_planes(tl + (uint64_t)j * w, w, lane) * x_s[j];
+            for (uint32_t j = j0; j < j1; j++) qx += (float)get_lane(tl + (uint64_t)j * w, w, lane) * x_s[j];
             acc += s * (qx - z * gsum[g]);
         }
         if (t->o_ptr)
@@ -145,7 +140,7 @@ void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, fl
             const uint32_t j1 = j0 + t->groupsize < t->cols ? j0 + t->groupsize : t->cols;
             float s, z;
             lane_stats(t, spqr_qtiles_stats(t, tl, g), lane, &s, &z);
-            for (uint32_t j = j0; j < j1; j++) o[j] = spqr_deq(s, z, get_planes(tl + (uint64_t)j * w, w, lane));
+            for (uint32_t j = j0; j < j1; j++) o[j] = spqr_deq(s, z, get_lane(tl + (uint64_t)j * w, w, lane));
         }
         if (t->o_ptr)
             for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) o[t->o_col[k]] = t->o_val[k];

@@ -4,18 +4,19 @@
  * format; this is the compute format (as llama.cpp repacks Q4_0 for its CPU kernels).
  *
  * Rows are cut into tiles of 16 (one AVX-512 register of fp32 lanes: lane i = row 16t + i). Inside a
- * tile every code is split into bit planes: for stored column j, plane p is a u16 whose bit i is bit
- * p of code(16t + i, j). Per (tile, group) the statistics follow, in the same bit-plane form:
+ * tile, the 16 codes of a stored column j form a "lane vector": a w·16-bit LSB-first bit stream,
+ * lane i at bits [w·i, w·i + w) (for w ≤ 4 one 64-bit word, which one VPMULTISHIFTQB spreads into
+ * the 16 lanes). Per (tile, group) the statistics follow, as lane vectors too:
  *
- *   tile t (tile_stride u16):  planes[cols][wbits]  |  stats[groups][S]  | pad to 32 u16 (64 bytes)
- *     SpQR: S = 2q + 4:  scale-code planes[q], zero-code planes[q], (ss, sz, zs, zz) fp16
+ *   tile t (tile_stride u16):  codes[cols][w u16]  |  stats[groups][S u16]  | pad to 32 u16 (64 bytes)
+ *     SpQR: S = 2q + 4:  scale codes (q u16), zero codes (q u16), (ss, sz, zs, zz) fp16
  *           (needs β2 % 16 == 0, so a tile lies inside one second-level row block)
- *     GPTQ: S = 16 + w:  fp16 scale per lane[16], zero planes[w]
- *   lanes past the last row are zero codes with zero statistics.
+ *     GPTQ: S = 16 + w:  fp16 scale per lane[16], zero codes (w u16)
+ *   lanes past the last row are zero codes with zero statistics; 64 zero bytes follow the last tile.
  *
- * So a tile's dot product with x is, for each plane p, a masked sum of x (add x_j to the lanes whose
- * bit is set), Σ_j q_j x_j = Σ_p 2^p · plane_sum_p: w masked adds per 16 weights, no unpacking, and
- * the cost per weight falls with the bits. Bytes per weight equal the file's (w bits + statistics).
+ * A tile's product with x is then, per column, one broadcast load, one shift-select, a mask and a
+ * conversion: 16 codes as floats, multiplied into the lanes' accumulators with x_j. Bytes per weight
+ * equal the file's (w bits + statistics).
  *
  * Outliers are kept per row (CSR) as (column, δ = value − dense weight): the kernel adds δ·x[col].
  *
@@ -60,7 +61,7 @@ void spqr_qtiles_gemv_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const 
  * spqr_qview_dequant_rows bit for bit (the repacking test). */
 void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, float *out);
 
-/* Plane p of code (lane, column j) in tile `tl`'s plane block, and the statistics of (tile, group). */
+/* Tile `tile`'s data (column j's lane vector at + j·w), and the statistics of (tile, group g). */
 static inline const uint16_t *spqr_qtiles_tile(const spqr_qtiles *t, uint32_t tile) { return t->data + (uint64_t)tile * t->tile_stride; }
 static inline const uint16_t *spqr_qtiles_stats(const spqr_qtiles *t, const uint16_t *tl, uint32_t g) {
     return tl + (uint64_t)t->cols * t->wbits + (uint64_t)g * t->stat_u16;

@@ -1,8 +1,11 @@
 /*
- * qgemv_avx512.c — AVX-512 quantized matrix-vector product (compiled with -mavx512f -mavx512bw
- * -mavx512vl -mavx512dq plus AVX2).
+ * qgemv_avx512.c — AVX-512 quantized matrix-vector products (compiled with -mavx512f -mavx512bw
+ * -mavx512vl -mavx512dq -mavx512vbmi plus AVX2; the tile kernel is offered only on CPUs with VBMI).
  *
- * Dense part, for w ≤ 4 and groups of a multiple of 16 codes: 16 codes are one 64-bit load (a group
+ * The decode kernel of choice is qgemv_tiles_avx512, over the tile layout (qtiles.h): 16 rows in
+ * the lanes, so group statistics decode once per 16 rows and no horizontal sums are needed.
+ * The row kernel below reads the file's layout (used when a matrix has no tiles).
+ * Row kernel, dense part, for w ≤ 4 and groups of a multiple of 16 codes: 16 codes are one 64-bit load (a group
  * of 16 codes of w bits starts on a byte boundary): lanes 0–7 take the low 32 bits, lanes 8–15 the
  * bits from 8w up, then a per-lane shift (0, w, …, 7w) and a mask. Other shapes use the shared
  * 8-wide loop.
@@ -142,82 +145,66 @@ static void qdequant_avx512(const spqr_qview *v, uint32_t r0, uint32_t r1, float
 }
 
 
-/* ---- tile kernel (see qtiles.h): 16 rows in the lanes, one masked add per bit plane ------------- */
+/* ---- tile kernel (see qtiles.h): 16 rows in the lanes ------------------------------------------ */
 
-/* A bit plane straight from memory into a mask register (compilers otherwise go through a general
- * register, and kmov from one competes with the vector adds for port 5). */
-static inline __mmask16 plane_mask(const uint16_t *p) {
-    __mmask16 k;
-    __asm__("kmovw %1, %0" : "=k"(k) : "m"(*p));
-    return k;
+#ifndef PF_U16
+#define PF_U16 1024 /* software prefetch distance (u16) into the tile stream */
+#endif
+
+/* VPMULTISHIFTQB control that moves bits [n·i, n·i + 8) of a broadcast 64-bit word into the low
+ * byte of dword lane i (qword k holds lanes 2k, 2k + 1). */
+static inline __m512i lane_ctrl(unsigned n) {
+    uint64_t c[8];
+    for (unsigned k = 0; k < 8; k++) c[k] = (uint64_t)(n * 2 * k) | (uint64_t)(n * (2 * k + 1)) << 32;
+    return _mm512_loadu_si512(c);
 }
 
-/* Σ_p 2^p · plane_p as floats: the n-bit codes of the 16 lanes. */
-static inline __m512 planes_ps(const uint16_t *pl, unsigned n) {
-    __m512 c = _mm512_setzero_ps();
-    for (unsigned p = 0; p < n; p++) c = _mm512_mask_add_ps(c, plane_mask((pl + p)), c, _mm512_set1_ps((float)(1u << p)));
-    return c;
+/* The 16 n-bit codes of a lane vector (n ≤ 4: one 64-bit word) as floats. */
+static inline __m512 lanes_ps(const uint16_t *vec, __m512i ctrl, __m512i mask) {
+    uint64_t w;
+    memcpy(&w, vec, 8);
+    return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_set1_epi64((long long)w)), mask));
 }
 
-/* Accumulator of phase ph (columns j ≡ ph mod P), plane p: Σ x_j over those columns whose code has
- * bit p set. Named variables, not an array, so that they live in registers. */
-#define TA_ADD(ph, p) \
-    if ((p) < W && (ph) < P) a##ph##p = _mm512_mask_add_ps(a##ph##p, plane_mask(pl + (ph) * W + (p)), a##ph##p, xb##ph)
-#define TA_COL(ph)                                                  \
-    if ((ph) < P) {                                                 \
-        xb##ph = _mm512_set1_ps(x[j + (ph)]);                       \
-        TA_ADD(ph, 0); TA_ADD(ph, 1); TA_ADD(ph, 2); TA_ADD(ph, 3); \
-    }
-#define TA_ZERO4(ph) a##ph##0 = a##ph##1 = a##ph##2 = a##ph##3 = _mm512_setzero_ps()
-#define TA_PLANE(p) _mm512_add_ps(_mm512_add_ps(a0##p, a1##p), _mm512_add_ps(a2##p, a3##p))
-
-/* Rows [r0, r1) (r0 a multiple of 16) through W-bit tiles (W ≤ 4), with P ≤ 4 independent sets of
- * accumulators (columns j mod P) to cover the 4-cycle latency of the masked adds; a group's
- * Σ q_j x_j = Σ_p 2^p Σ_ph a[ph][p]. Unused phases stay zero and cost nothing. Q > 0: SpQR
- * statistics of Q bits (constant), 0: read from t. */
+/* Rows [r0, r1) (r0 a multiple of 16) through W-bit tiles (W ≤ 4): per column, the 16 codes as
+ * floats times x_j into one of P accumulators (columns j mod P, for the FMA latency); per group,
+ * out += s ⊙ (Σ q x − z · Σ x). Q > 0: SpQR statistics of Q bits (constant); 0: from t. */
 static inline __attribute__((always_inline)) void tiles_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x, const float *gsum,
                                                                float *y, const unsigned W, const unsigned P, const unsigned Q) {
     const uint32_t cols = t->cols, gs = t->groupsize, G = t->groups;
-    const unsigned q = Q ? Q : t->qq_bits; /* Q: the statistics' bits when known at compile time */
+    const unsigned q = Q ? Q : t->qq_bits;
     const bool spqr = t->kind == SPQR_TK_SPQR;
-    const __m512 two = _mm512_set1_ps(2.0f);
+    const __m512i cw = lane_ctrl(W), mw = _mm512_set1_epi32((1 << W) - 1), cq = lane_ctrl(q), mq = _mm512_set1_epi32((1 << q) - 1);
     const __m512i i1 = _mm512_set1_epi32(1), i2 = _mm512_set1_epi32(2), i3 = _mm512_set1_epi32(3);
     for (uint32_t tile = r0 / SPQR_TILE_ROWS; tile * SPQR_TILE_ROWS < r1; tile++) {
         const uint16_t *tl = spqr_qtiles_tile(t, tile);
         __m512 out = _mm512_setzero_ps();
         for (uint32_t g = 0, j0 = 0; g < G; g++, j0 += gs) {
             const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
-            __m512 a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33, xb0, xb1, xb2, xb3;
-            TA_ZERO4(0);
-            TA_ZERO4(1);
-            TA_ZERO4(2);
-            TA_ZERO4(3);
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             const uint16_t *pl = tl + (uint64_t)j0 * W;
-            uint32_t j = j0;
-            for (; j + P <= j1; j += P, pl += P * W) {
-                TA_COL(0);
-                TA_COL(1);
-                TA_COL(2);
-                TA_COL(3);
+            const float *xp = x + j0, *const xe = x + j1;
+            _mm_prefetch((const char *)(pl + PF_U16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pl + PF_U16 + 32), _MM_HINT_T0);
+            for (; xp + P <= xe; xp += P, pl += P * W) {
+                a0 = _mm512_fmadd_ps(lanes_ps(pl, cw, mw), _mm512_set1_ps(xp[0]), a0);
+                if (P > 1) a1 = _mm512_fmadd_ps(lanes_ps(pl + W, cw, mw), _mm512_set1_ps(xp[1]), a1);
+                if (P > 2) a2 = _mm512_fmadd_ps(lanes_ps(pl + 2 * W, cw, mw), _mm512_set1_ps(xp[2]), a2);
+                if (P > 3) a3 = _mm512_fmadd_ps(lanes_ps(pl + 3 * W, cw, mw), _mm512_set1_ps(xp[3]), a3);
             }
-            for (; j < j1; j++, pl += W) {
-                const unsigned P1 = P; /* the tail: phase 0 only */
-                (void)P1;
-                xb0 = _mm512_set1_ps(x[j]);
-                TA_ADD(0, 0); TA_ADD(0, 1); TA_ADD(0, 2); TA_ADD(0, 3);
-            }
-            __m512 qx = TA_PLANE(0);
-            if (W > 1) qx = _mm512_fmadd_ps(TA_PLANE(1), two, qx);
-            if (W > 2) qx = _mm512_fmadd_ps(_mm512_fmadd_ps(TA_PLANE(3), two, TA_PLANE(2)), _mm512_set1_ps(4.0f), qx);
+            for (; xp < xe; xp++, pl += W) a0 = _mm512_fmadd_ps(lanes_ps(pl, cw, mw), _mm512_set1_ps(xp[0]), a0);
+            __m512 qx = a0;
+            if (P > 1) qx = _mm512_add_ps(qx, a1);
+            if (P > 2) qx = _mm512_add_ps(qx, _mm512_add_ps(a2, a3));
             const uint16_t *st = spqr_qtiles_stats(t, tl, g);
             __m512 s, z;
             if (spqr) {
                 const __m512 q4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(st + 2 * q)))); /* ss sz zs zz */
-                s = _mm512_mul_ps(_mm512_broadcastss_ps(_mm512_castps512_ps128(q4)), _mm512_sub_ps(planes_ps(st, q), _mm512_permutexvar_ps(i1, q4)));
-                z = _mm512_mul_ps(_mm512_permutexvar_ps(i2, q4), _mm512_sub_ps(planes_ps(st + q, q), _mm512_permutexvar_ps(i3, q4)));
+                s = _mm512_mul_ps(_mm512_broadcastss_ps(_mm512_castps512_ps128(q4)), _mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_permutexvar_ps(i1, q4)));
+                z = _mm512_mul_ps(_mm512_permutexvar_ps(i2, q4), _mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_permutexvar_ps(i3, q4)));
             } else {
                 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)st));
-                z = planes_ps(st + 16, W);
+                z = lanes_ps(st + 16, cw, mw);
             }
             out = _mm512_fmadd_ps(s, _mm512_fnmadd_ps(z, _mm512_set1_ps(gsum[g]), qx), out);
         }
@@ -233,9 +220,10 @@ static inline __attribute__((always_inline)) void tiles_avx512(const spqr_qtiles
     }
 }
 
-/* 1–4 bits through the register kernel; wider codes through the reference (they are rare and
- * already bandwidth-heavy). */
+/* 1–4-bit codes (and SpQR statistics of ≤ 4 bits) through the vector kernel; wider through the
+ * reference (they are rare and already bandwidth-heavy). */
 static void qgemv_tiles_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *y) {
+    if (t->kind == SPQR_TK_SPQR && t->qq_bits > 4) { spqr_qtiles_gemv_ref(t, r0, r1, x_s, gsum, y); return; }
     const bool q3 = t->kind == SPQR_TK_SPQR && t->qq_bits == 3; /* the paper's statistics: specialised */
     switch (t->wbits * 2 + q3) {
     case 2: tiles_avx512(t, r0, r1, x_s, gsum, y, 1, 4, 0); break;
@@ -244,22 +232,19 @@ static void qgemv_tiles_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, c
     case 5: tiles_avx512(t, r0, r1, x_s, gsum, y, 2, 4, 3); break;
     case 6: tiles_avx512(t, r0, r1, x_s, gsum, y, 3, 4, 0); break;
     case 7: tiles_avx512(t, r0, r1, x_s, gsum, y, 3, 4, 3); break;
-    case 8: tiles_avx512(t, r0, r1, x_s, gsum, y, 4, 2, 0); break;
-    case 9: tiles_avx512(t, r0, r1, x_s, gsum, y, 4, 2, 3); break;
+    case 8: tiles_avx512(t, r0, r1, x_s, gsum, y, 4, 4, 0); break;
+    case 9: tiles_avx512(t, r0, r1, x_s, gsum, y, 4, 4, 3); break;
     default: spqr_qtiles_gemv_ref(t, r0, r1, x_s, gsum, y); break;
     }
 }
-#undef TA_ADD
-#undef TA_COL
-#undef TA_ZERO4
-#undef TA_PLANE
 
-static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512};
+static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, NULL};
+static const spqr_cpu_kernels avx512_vbmi = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() && __builtin_cpu_supports("avx512f") &&
-                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-               ? &avx512
-               : NULL;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() && __builtin_cpu_supports("avx512f") &&
+          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+        return NULL;
+    return __builtin_cpu_supports("avx512vbmi") ? &avx512_vbmi : &avx512; /* the tile kernel needs VPMULTISHIFTQB */
 }
