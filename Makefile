@@ -35,7 +35,7 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h) $(shell find src tests -name '*.h')
 
 # Per-ISA kernels: each file gets its own target flags; the dispatcher checks the CPU at run time.
 $(BUILD)/src/kernels/x86/qgemv_avx2.o: ISA = -mavx2 -mfma -mf16c
-$(BUILD)/src/kernels/x86/qgemv_avx512.o: ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vbmi
+$(BUILD)/src/kernels/x86/qgemv_avx512.o: ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vbmi -mavx512vnni
 
 $(BUILD)/libspqr.a: $(LIB_OBJ)
 	@rm -f $@

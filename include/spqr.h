@@ -227,6 +227,10 @@ typedef struct spqr_ctx_opts {
     int n_ctx;     /* KV cache length in tokens; 0: the model's max_seq_len */
     int n_batch;   /* most tokens one spqr_ctx_forward call takes; 0: min(512, n_ctx) */
     int n_threads; /* 0: all online cores */
+    int act8;      /* decode (one token at a time) with 8-bit activations: each layer input is rounded
+                      to int8 per group of β1 inputs (scale max|x|/127) and multiplied with integer dot
+                      products (AVX-512 VNNI) where this CPU has them; faster, slightly less exact.
+                      0: fp32 activations (default). Prefill is never affected. */
 } spqr_ctx_opts;
 
 /*

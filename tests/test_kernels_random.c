@@ -4,7 +4,8 @@
  * BLAS, so this suite also cross-compiles and runs under qemu-user for other ISAs
  * (`make test-neon`). Shapes: 1..8 bits (GPTQ layout), 1..4 bits with 1..4-bit statistics (SpQR
  * layout), groups of 8..128 and ragged ones, row blocks of 1..64 rows, ragged rows and columns;
- * the tile layout (qtiles.h) of each, decoded and multiplied by every tile kernel.
+ * the tile layout (qtiles.h) of each, decoded and multiplied by every tile kernel, with fp32 and
+ * with 8-bit activations.
  */
 #include "harness.h"
 
@@ -140,6 +141,42 @@ static int check_all(spqr_file_tensor *t, const char *what) {
                     }
                 }
             }
+            /* 8-bit activations: every ISA kernel equals the reference; the reference is within the
+               rounding of x of the fp32 product: |Σ_j w_j (x̃_j − x_j)| ≤ Σ_j |w_j| dx_g / 2 */
+            int8_t *xq = malloc(cols);
+            float *dx = malloc(v.lay.groups * sizeof *dx), *gq = malloc(v.lay.groups * sizeof *gq), *y8 = malloc(rows * sizeof *y8);
+            spqr_act8_quantize(xs, cols, v.groupsize, xq, dx, gq);
+            spqr_qtiles_gemv_act8_ref(tl, 0, rows, xq, dx, gq, xs, y8);
+            for (uint32_t r = 0; r < rows; r++) {
+                double bound = 0, mag = 0;
+                for (uint32_t c = 0; c < cols; c++) {
+                    double wv = ref[(size_t)r * cols + c];
+                    mag += fabs(wv * xs[c]);
+                    bound += fabs(wv) * dx[c / v.groupsize] / 2;
+                }
+                if (tl->o_ptr)
+                    for (uint32_t k = tl->o_ptr[r]; k < tl->o_ptr[r + 1]; k++) bound += fabs(tl->o_delta[k]) * dx[tl->o_col[k] / v.groupsize] / 2;
+                if (!(fabs(y8[r] - yg[r]) <= bound * 1.0001 + 1e-5 * mag + 1e-6)) {
+                    th_fail(__FILE__, __LINE__, "%s: act8 reference row %u: %.8g vs fp32 %.8g (bound %.3g)", what, r, y8[r], yg[r], bound);
+                    break;
+                }
+            }
+            for (int k = 1; k < 4; k++) {
+                if (!tk[k] || !tk[k]->qgemv_tiles_act8) continue;
+                for (uint32_t r = 0; r < rows; r++) y[r] = NAN;
+                tk[k]->qgemv_tiles_act8(tl, 0, half, xq, dx, gq, xs, y);
+                tk[k]->qgemv_tiles_act8(tl, half, rows, xq, dx, gq, xs, y + half);
+                n++;
+                for (uint32_t r = 0; r < rows; r++) {
+                    double mag = 0;
+                    for (uint32_t c = 0; c < cols; c++) mag += fabs((double)ref[(size_t)r * cols + c] * xs[c]);
+                    if (!(fabs(y[r] - y8[r]) <= 1e-5 * (mag + fabs(y8[r])) + 1e-6)) {
+                        th_fail(__FILE__, __LINE__, "%s: %s act8 row %u: %.8g vs reference %.8g", what, tk[k]->name, r, y[r], y8[r]);
+                        break;
+                    }
+                }
+            }
+            free(xq); free(dx); free(gq); free(y8);
             spqr_qtiles_free(tl);
         }
     }

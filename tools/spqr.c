@@ -27,7 +27,7 @@
 
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
-    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set;
+    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch;
     float temp, top_p;
     unsigned long long seed;
     /* quantize: -1 / NAN = the method's default */
@@ -40,7 +40,7 @@ static void usage(FILE *f) {
     fputs("usage: spqr COMMAND MODEL [options]\n"
           "commands:\n"
           "  ppl       perplexity of a text file      --text FILE [--ctx N (default: 2048 or the model's\n"
-          "            context if shorter)] [--protocol gptq|llamacpp] [--max-chunks K] [--json]\n"
+          "            context if shorter)] [--protocol gptq|llamacpp] [--max-chunks K] [--batch N] [--json]\n"
           "  run       generate text                  -p PROMPT [-n 128] [--temp 0.8] [--top-p 0.95] [--seed S]\n"
           "  inspect   config, tensors and totals     [--json]\n"
           "  tokenize  print token ids                --text STRING [--no-bos] [--json]\n"
@@ -51,7 +51,9 @@ static void usage(FILE *f) {
           "            [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2,...] [--nsamples 128]\n"
           "            [--seqlen 2048] [--seed 0] [--json]   (defaults: see README)\n"
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
-          "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json)\n"
+          "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json);\n"
+          "  --act8: decode one token at a time with 8-bit activations (VNNI; faster, slightly less exact);\n"
+          "  --batch N (ppl): tokens per forward call, default 512; 1 scores through the decode kernels\n"
           "MODEL: a Hugging Face directory (config.json + safetensors) or a llama2.c .bin checkpoint\n",
           f);
 }
@@ -117,6 +119,8 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--protocol")) a.protocol = VAL();
         else if (!strcmp(o, "--max-chunks")) a.max_chunks = (int)parse_long(o, VAL(), 1, 1 << 30);
         else if (!strcmp(o, "--json")) a.json = 1;
+        else if (!strcmp(o, "--act8")) a.act8 = 1;
+        else if (!strcmp(o, "--batch")) a.batch = (int)parse_long(o, VAL(), 1, 1 << 20);
         else if (!strcmp(o, "--no-bos")) a.no_bos = 1;
         else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
             const char *v = VAL();
@@ -169,10 +173,10 @@ static const spqr_tokenizer *need_tokenizer(const spqr_model *m) {
     return t;
 }
 
-static spqr_ctx *new_ctx(const spqr_model *m, int n_ctx, int n_batch, int threads) {
+static spqr_ctx *new_ctx(const spqr_model *m, int n_ctx, int n_batch, const args *a) {
     spqr_ctx *c;
     spqr_error err;
-    spqr_ctx_opts o = {n_ctx, n_batch, threads};
+    spqr_ctx_opts o = {n_ctx, n_batch, a->threads, a->act8};
     if (spqr_ctx_new(m, &o, &c, &err)) die("%s", err.msg);
     return c;
 }
@@ -238,7 +242,7 @@ static int cmd_ppl(const args *a) {
     const int ctx = a->ctx ? a->ctx : (max_ctx < 2048 ? max_ctx : 2048);
     fprintf(stderr, "spqr: %s: %zu tokens (%.2f s); %s protocol, ctx %d, %zu chunks%s\n", a->text, n, now_s() - t0,
             proto == SPQR_PPL_GPTQ ? "gptq" : "llamacpp", ctx, n / (size_t)ctx, a->max_chunks ? " (limited by --max-chunks)" : "");
-    spqr_ctx *c = new_ctx(m, ctx, ctx < 512 ? ctx : 512, a->threads);
+    spqr_ctx *c = new_ctx(m, ctx, a->batch ? (a->batch < ctx ? a->batch : ctx) : ctx < 512 ? ctx : 512, a);
     spqr_ppl_opts po = {ctx, proto, a->max_chunks, ppl_progress, NULL};
     spqr_ppl_result res;
     if (spqr_ppl_eval(c, ids, n, &po, &res, &err)) die("%s", err.msg);
@@ -283,7 +287,7 @@ static int cmd_run(const args *a) {
         n_gen = cfg->max_seq_len - (int)n;
         total = cfg->max_seq_len;
     }
-    spqr_ctx *c = new_ctx(m, (int)total, 0, a->threads);
+    spqr_ctx *c = new_ctx(m, (int)total, 0, a);
     spqr_sampler *s;
     if (spqr_sampler_new(cfg->vocab_size, a->temp, a->top_p, a->seed, &s, &err)) die("%s", err.msg);
     char piece[256];
@@ -454,7 +458,7 @@ static int cmd_logits(const args *a) {
     if (spqr_model_load(a->model, &lo, &m, &err)) die("%s", err.msg);
     const spqr_config *cfg = spqr_model_config(m);
     if ((long)n > cfg->max_seq_len) die("%zu ids exceed the model's context of %d", n, cfg->max_seq_len);
-    spqr_ctx *c = new_ctx(m, (int)n, (int)n, a->threads);
+    spqr_ctx *c = new_ctx(m, (int)n, (int)n, a);
     if (spqr_ctx_forward(c, ids, (int)n, 0, 1, &err)) die("%s", err.msg);
     FILE *f = fopen(a->out, "wb");
     if (!f) die("%s: cannot create: %s", a->out, strerror(errno));
@@ -486,7 +490,7 @@ static int cmd_bench(const args *a) {
     int np = a->n_prompt, ng = a->n_predict >= 0 ? a->n_predict : 128;
     if (np + ng > cfg->max_seq_len) die("-p %d plus -n %d exceed the model's context of %d", np, ng, cfg->max_seq_len);
     if (np + ng < 1) die_usage("%s: nothing to run (-p 0 -n 0)", "bench");
-    spqr_ctx *c = new_ctx(m, np + ng, np > 0 ? (np < 512 ? np : 512) : 1, a->threads);
+    spqr_ctx *c = new_ctx(m, np + ng, np > 0 ? (np < 512 ? np : 512) : 1, a);
     int32_t *ids = malloc((size_t)(np + 1) * sizeof *ids);
     uint64_t rng = 42;
     for (int i = 0; i <= np; i++) { /* fixed pseudo-random tokens: speed does not depend on them */

@@ -9,6 +9,7 @@
 # evalmodel is written as an F32 GGUF by hf_to_gguf.py (needs python3-numpy, python3-sentencepiece)
 # and quantized by llama-quantize to F16, Q4_K_M and Q3_K_M under $WORK (default /tmp/spqr-llamacpp).
 # Every model then runs llama-bench and `spqr bench` with -p 512 -n 128 -r 3; one line per model.
+# SPQR_FLAGS adds options to `spqr bench` (e.g. SPQR_FLAGS=--act8); REPS sets -r (default 3).
 set -eu
 LL=$1 T=$2
 shift 2
@@ -25,7 +26,7 @@ for q in F16 Q4_K_M Q3_K_M; do
 done
 echo "tool      model                                  threads  prefill512 tok/s   decode128 tok/s"
 for q in F16 Q4_K_M Q3_K_M; do
-    "$LL/build/bin/llama-bench" -m "$WORK/evalmodel-$q.gguf" -t "$T" -p 512 -n 128 -r 3 -o jsonl 2>/dev/null |
+    "$LL/build/bin/llama-bench" -m "$WORK/evalmodel-$q.gguf" -t "$T" -p 512 -n 128 -r "${REPS:-3}" -o jsonl 2>/dev/null |
         /usr/bin/python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -34,10 +35,11 @@ print("llama.cpp %-38s %7d  %8.1f ± %-6.1f  %8.1f ± %.1f" % (sys.argv[1], tg["
 ' "$q ($(du -m "$WORK/evalmodel-$q.gguf" | cut -f1) MB)"
 done
 for f in "$@"; do
-    "$ROOT/build/spqr" bench "$f" -t "$T" -p 512 -n 128 -r 3 --json | tail -1 |
+    # shellcheck disable=SC2086
+    "$ROOT/build/spqr" bench "$f" -t "$T" -p 512 -n 128 -r "${REPS:-3}" ${SPQR_FLAGS:-} --json | tail -1 |
         /usr/bin/python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
-print("spqr      %-38s %7d  %8.1f ± %-6.1f  %8.1f ± %.1f   (%.1f MB/token, roofline %.2f)" % (sys.argv[1][-38:], r["threads"], r["prefill_tok_s"], r["prefill_tok_s_std"], r["decode_tok_s"], r["decode_tok_s_std"], r["weight_bytes_per_token"] / 1e6, r["roofline_fraction"]))
+print("spqr      %-38s %7d  %8.1f ± %-6.1f  %8.1f ± %.1f   (%.1f MB/token, roofline %.2f, %s)" % (sys.argv[1][-38:], r["threads"], r["prefill_tok_s"], r["prefill_tok_s_std"], r["decode_tok_s"], r["decode_tok_s_std"], r["weight_bytes_per_token"] / 1e6, r["roofline_fraction"], r["kernels"]))
 ' "$f"
 done

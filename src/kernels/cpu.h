@@ -28,12 +28,17 @@ typedef void (*spqr_qdequant_fn)(const spqr_qview *v, uint32_t r0, uint32_t r1, 
 /* The same product over the tile layout (qtiles.h): y[r - r0] for rows [r0, r1), r0 a multiple of 16. */
 typedef void (*spqr_qgemv_tiles_fn)(const struct spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *y);
 
+/* The same over tiles with 8-bit activations (see spqr_act8_quantize / spqr_qtiles_gemv_act8_ref). */
+typedef void (*spqr_qgemv_tiles_act8_fn)(const struct spqr_qtiles *t, uint32_t r0, uint32_t r1, const int8_t *xq, const float *dx, const float *gq,
+                                         const float *x_s, float *y);
+
 typedef struct spqr_cpu_kernels {
     const char *name; /* "generic", "avx2", "avx512", "neon" */
     spqr_qgemv_fn qgemv;
     spqr_gemv16_fn gemv16;
     spqr_qdequant_fn qdequant;
     spqr_qgemv_tiles_fn qgemv_tiles; /* NULL: this ISA decodes from the file layout (qgemv) */
+    spqr_qgemv_tiles_act8_fn qgemv_tiles_act8; /* NULL: no integer kernel (act8 then uses fp32) */
 } spqr_cpu_kernels;
 
 /* Floats of scratch qgemv needs for v. */

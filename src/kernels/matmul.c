@@ -1,6 +1,8 @@
 /* matmul.c — see matmul.h. */
 #include "kernels/matmul.h"
 
+#include "kernels/qtiles.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
@@ -44,8 +46,16 @@ static void mm_rows(const mm_job *j, int ith, int nth) {
             for (uint32_t c = c0; c < c1; c++) s += xs[c];
             gsum[g] = s;
         }
-        if (L->qt && j->mm->k->qgemv_tiles) j->mm->k->qgemv_tiles(L->qt, (uint32_t)lo, (uint32_t)hi, xs, gsum, j->Y + lo);
-        else j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
+        if (L->qt && j->mm->act8 && j->mm->k->qgemv_tiles_act8) { /* scratch: xs, gsum, then dx, gq, xq */
+            float *dx = gsum + q->lay.groups, *gq = dx + q->lay.groups;
+            int8_t *xq = (int8_t *)(gq + q->lay.groups);
+            spqr_act8_quantize(xs, (uint32_t)in, q->groupsize, xq, dx, gq);
+            j->mm->k->qgemv_tiles_act8(L->qt, (uint32_t)lo, (uint32_t)hi, xq, dx, gq, xs, j->Y + lo);
+        } else if (L->qt && j->mm->k->qgemv_tiles) {
+            j->mm->k->qgemv_tiles(L->qt, (uint32_t)lo, (uint32_t)hi, xs, gsum, j->Y + lo);
+        } else {
+            j->mm->k->qgemv(q, (uint32_t)lo, (uint32_t)hi, xs, gsum, gsum + q->lay.groups, j->Y + lo);
+        }
     } else {
         const float *X = L->q->perm ? j->mm->xbuf : j->X; /* permuted by perm_task */
         float *panel = scr + 8 * (size_t)L->q->lay.groups + 16;

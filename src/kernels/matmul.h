@@ -35,6 +35,7 @@ typedef struct spqr_mm {
     float *scratch;    /* n_threads blocks of per_thread floats */
     size_t per_thread; /* >= spqr_linear_scratch(widest layer's cols) */
     float *xbuf;       /* n_batch x widest cols: activations permuted into a layer's stored column order */
+    int act8;          /* decode with 8-bit activations where the kernels have it (spqr_ctx_opts.act8) */
 } spqr_mm;
 
 /* Per-thread scratch floats for layers of at most `max_cols` inputs. */

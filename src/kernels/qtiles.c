@@ -1,6 +1,7 @@
 /* qtiles.c — see qtiles.h. */
 #include "kernels/qtiles.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 bool spqr_qtiles_supported(const spqr_qview *v) {
@@ -144,5 +145,43 @@ void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, fl
         }
         if (t->o_ptr)
             for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) o[t->o_col[k]] = t->o_val[k];
+    }
+}
+
+void spqr_act8_quantize(const float *x, uint32_t cols, uint32_t gs, int8_t *xq, float *dx, float *gq) {
+    for (uint32_t g = 0, j0 = 0; j0 < cols; g++, j0 += gs) {
+        const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
+        float m = 0;
+        for (uint32_t j = j0; j < j1; j++) m = fmaxf(m, fabsf(x[j]));
+        const float inv = m > 0 ? 127.0f / m : 0.0f;
+        int sum = 0;
+        for (uint32_t j = j0; j < j1; j++) {
+            const int v = (int)nearbyintf(x[j] * inv);
+            xq[j] = (int8_t)v;
+            sum += v;
+        }
+        dx[g] = m / 127.0f;
+        gq[g] = dx[g] * (float)sum;
+    }
+}
+
+void spqr_qtiles_gemv_act8_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const int8_t *xq, const float *dx, const float *gq,
+                               const float *x_s, float *y) {
+    const unsigned w = t->wbits;
+    for (uint32_t r = r0; r < r1; r++) {
+        const uint16_t *tl = spqr_qtiles_tile(t, r / SPQR_TILE_ROWS);
+        const unsigned lane = r % SPQR_TILE_ROWS;
+        float acc = 0;
+        for (uint32_t g = 0, j0 = 0; g < t->groups; g++, j0 += t->groupsize) {
+            const uint32_t j1 = j0 + t->groupsize < t->cols ? j0 + t->groupsize : t->cols;
+            float s, z;
+            int32_t isum = 0;
+            lane_stats(t, spqr_qtiles_stats(t, tl, g), lane, &s, &z);
+            for (uint32_t j = j0; j < j1; j++) isum += (int32_t)get_lane(tl + (uint64_t)j * w, w, lane) * xq[j];
+            acc = fmaf(s, fmaf(-z, gq[g], (float)isum * dx[g]), acc);
+        }
+        if (t->o_ptr)
+            for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) acc += t->o_delta[k] * x_s[t->o_col[k]];
+        y[r - r0] = acc;
     }
 }

@@ -57,6 +57,17 @@ uint64_t spqr_qtiles_bytes(const spqr_qtiles *t);
  * order, gsum[g] = Σ_{j∈g} x_s[j]. Plain C, lane by lane. */
 void spqr_qtiles_gemv_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const float *x_s, const float *gsum, float *y);
 
+/* 8-bit activations (decode with spqr_ctx_opts.act8): per group g of `gs` entries of x (stored
+ * order), dx[g] = max|x|/127, xq = round(x / dx[g]) in [-127, 127], gq[g] = dx[g] · Σ xq
+ * (the group sum of the rounded activations). */
+void spqr_act8_quantize(const float *x, uint32_t cols, uint32_t gs, int8_t *xq, float *dx, float *gq);
+
+/* The reference tile product with 8-bit activations: per lane and group the exact integer
+ * Σ q_j · xq_j, then y += s · (dx·Σ − z · gq) (both by fma); outliers use the fp32 x_s. Rows
+ * [r0, r1), r0 a multiple of 16. */
+void spqr_qtiles_gemv_act8_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const int8_t *xq, const float *dx, const float *gq,
+                               const float *x_s, float *y);
+
 /* Decodes rows [r0, r1) (stored column order) from the tiles, outliers included: must equal
  * spqr_qview_dequant_rows bit for bit (the repacking test). */
 void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, float *out);

@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ void openblas_set_num_threads(int num_threads);
 struct spqr_ctx {
     const spqr_model *m;
     int n_ctx, n_batch, n_threads;
+    char kernels[32];       /* the kernels' name, "+act8" when decode uses 8-bit activations */
     spqr_pool *pool;
     float *x, *xb;          /* [n_batch][dim]: residual stream, normed input */
     float *q, *att;         /* [n_batch][n_heads*hd] */
@@ -307,6 +309,8 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
     c->mm.per_thread = spqr_linear_scratch(max_cols);
     c->mm.scratch = spqr_aligned_alloc((size_t)o.n_threads * c->mm.per_thread, sizeof(float));
     c->mm.k = spqr_cpu_select();
+    c->mm.act8 = o.act8 && c->mm.k->qgemv_tiles_act8;
+    snprintf(c->kernels, sizeof c->kernels, "%s%s", c->mm.k->name, c->mm.act8 ? "+act8" : "");
     c->mm.xbuf = spqr_aligned_alloc(B * (size_t)max_cols, sizeof(float));
     if (!c->x || !c->xb || !c->q || !c->att || !c->k || !c->v || !c->hb || !c->hb2 || !c->scores || !c->kcache || !c->vcache ||
         !c->rope_cos || !c->rope_sin || (with_logits && !c->logits) || !c->mm.scratch || !c->mm.xbuf) {
@@ -336,7 +340,7 @@ void spqr_ctx_free(spqr_ctx *c) {
 int spqr_ctx_n_ctx(const spqr_ctx *c) { return c->n_ctx; }
 int spqr_ctx_n_batch(const spqr_ctx *c) { return c->n_batch; }
 int spqr_ctx_n_threads(const spqr_ctx *c) { return c->n_threads; }
-const char *spqr_ctx_kernels(const spqr_ctx *c) { return c->mm.k->name; }
+const char *spqr_ctx_kernels(const spqr_ctx *c) { return c->kernels; }
 
 spqr_pool *spqr_ctx_pool(spqr_ctx *c) { return c->pool; }
 const spqr_model *spqr_ctx_model(const spqr_ctx *c) { return c->m; }

@@ -243,7 +243,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
             if (!module_linear(&m->layers[l], k)->w) { st = spqr_set_err(err, SPQR_E_ARG, "quantize: layer %d %s is not fp32", l, module_name[k]); goto done; }
 
     const int nb = o.seqlen < 512 ? o.seqlen : 512;
-    spqr_ctx_opts co = {calibrate ? o.seqlen : 1, calibrate ? nb : 1, o.n_threads};
+    spqr_ctx_opts co = {calibrate ? o.seqlen : 1, calibrate ? nb : 1, o.n_threads, 0};
     if ((st = spqr_ctx_new_ex(m, &co, 0, &r.ctx, err))) goto done;
     sum->threads = spqr_ctx_n_threads(r.ctx);
     const size_t act = calibrate ? (size_t)o.nsamples * o.seqlen * dim : 0;

@@ -116,7 +116,7 @@ static void gemv16_neon(const uint16_t *W, int bf16, uint32_t cols, uint32_t r0,
     }
 }
 
-static const spqr_cpu_kernels neon = {"neon", qgemv_neon, gemv16_neon, qdequant_neon, NULL};
+static const spqr_cpu_kernels neon = {"neon", qgemv_neon, gemv16_neon, qdequant_neon, NULL, NULL};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_neon(void) { return &neon; } /* ASIMD is part of AArch64 */
 #endif

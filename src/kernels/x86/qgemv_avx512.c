@@ -1,6 +1,7 @@
 /*
  * qgemv_avx512.c — AVX-512 quantized matrix-vector products (compiled with -mavx512f -mavx512bw
- * -mavx512vl -mavx512dq -mavx512vbmi plus AVX2; the tile kernel is offered only on CPUs with VBMI).
+ * -mavx512vl -mavx512dq -mavx512vbmi -mavx512vnni plus AVX2; the tile kernels are offered only on
+ * CPUs with VBMI, the 8-bit-activation one only with VNNI too).
  *
  * The decode kernel of choice is qgemv_tiles_avx512, over the tile layout (qtiles.h): 16 rows in
  * the lanes, so group statistics decode once per 16 rows and no horizontal sums are needed.
@@ -238,13 +239,116 @@ static void qgemv_tiles_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, c
     }
 }
 
-static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, NULL};
-static const spqr_cpu_kernels avx512_vbmi = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512};
+/* ---- tile kernel with 8-bit activations (spqr_ctx_opts.act8): VNNI integer dot products ------- */
+
+/* VPERMB index and VPMULTISHIFTQB control that turn 4 consecutive columns' lane vectors (W-bit
+ * codes, 2W bytes each) into dword lane i = bytes (q(i,j), q(i,j+1), q(i,j+2), q(i,j+3)) after a
+ * mask: qword k (lanes 2k, 2k+1) gathers the ≤ 2 bytes holding those lanes' bits from each column. */
+static void act8_ctrl(unsigned W, __m512i *perm, __m512i *ctrl) {
+    uint8_t pi[64], ci[64];
+    for (unsigned k = 0; k < 8; k++) {
+        const unsigned bit0 = 2 * k * W, byte0 = bit0 / 8, sh = bit0 % 8;
+        for (unsigned c = 0; c < 4; c++) {
+            pi[8 * k + 2 * c] = (uint8_t)(c * 2 * W + byte0);
+            pi[8 * k + 2 * c + 1] = (uint8_t)(c * 2 * W + byte0 + 1);
+            ci[8 * k + c] = (uint8_t)(16 * c + sh);         /* lane 2k, column c */
+            ci[8 * k + 4 + c] = (uint8_t)(16 * c + sh + W); /* lane 2k + 1 */
+        }
+    }
+    *perm = _mm512_loadu_si512(pi);
+    *ctrl = _mm512_loadu_si512(ci);
+}
+
+/* 4 columns × 16 lanes of W-bit codes as u8, dword lane i = row i's 4 codes. */
+static inline __m512i codes4_u8(const uint16_t *pl, __m512i perm, __m512i ctrl, __m512i mask) {
+    const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)pl)); /* 8W ≤ 32 bytes */
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi8(perm, v)), mask);
+}
+
+/* Rows [r0, r1) (r0 a multiple of 16), W ≤ 4, groups and columns multiples of 8: per group, two
+ * int32 accumulators of VPDPBUSD (u8 codes × s8 activations, 4 columns per instruction), then
+ * out += s ⊙ (dx·Σ − z·gq) as in spqr_qtiles_gemv_act8_ref. */
+static inline __attribute__((always_inline)) void tiles_act8_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const int8_t *xq, const float *dx,
+                                                                    const float *gq, const float *x, float *y, const unsigned W, const unsigned Q) {
+    const uint32_t cols = t->cols, gs = t->groupsize, G = t->groups;
+    const unsigned q = Q ? Q : t->qq_bits;
+    const bool spqr = t->kind == SPQR_TK_SPQR;
+    __m512i perm, ctrl;
+    act8_ctrl(W, &perm, &ctrl);
+    const __m512i m8 = _mm512_set1_epi8((char)((1 << W) - 1));
+    const __m512i cw = lane_ctrl(W), mw = _mm512_set1_epi32((1 << W) - 1), cq = lane_ctrl(q), mq = _mm512_set1_epi32((1 << q) - 1);
+    const __m512i i1 = _mm512_set1_epi32(1), i2 = _mm512_set1_epi32(2), i3 = _mm512_set1_epi32(3);
+    for (uint32_t tile = r0 / SPQR_TILE_ROWS; tile * SPQR_TILE_ROWS < r1; tile++) {
+        const uint16_t *tl = spqr_qtiles_tile(t, tile);
+        __m512 out = _mm512_setzero_ps();
+        for (uint32_t g = 0, j0 = 0; g < G; g++, j0 += gs) {
+            const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
+            const uint16_t *pl = tl + (uint64_t)j0 * W;
+            _mm_prefetch((const char *)(pl + PF_U16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pl + PF_U16 + 32), _MM_HINT_T0);
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+            for (uint32_t j = j0; j < j1; j += 8, pl += 8 * W) {
+                int32_t x0, x1;
+                memcpy(&x0, xq + j, 4);
+                memcpy(&x1, xq + j + 4, 4);
+                a0 = _mm512_dpbusd_epi32(a0, codes4_u8(pl, perm, ctrl, m8), _mm512_set1_epi32(x0));
+                a1 = _mm512_dpbusd_epi32(a1, codes4_u8(pl + 4 * W, perm, ctrl, m8), _mm512_set1_epi32(x1));
+            }
+            const __m512 qx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(dx[g]));
+            const uint16_t *st = spqr_qtiles_stats(t, tl, g);
+            __m512 s, z;
+            if (spqr) {
+                const __m512 q4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(st + 2 * q))));
+                s = _mm512_mul_ps(_mm512_broadcastss_ps(_mm512_castps512_ps128(q4)), _mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_permutexvar_ps(i1, q4)));
+                z = _mm512_mul_ps(_mm512_permutexvar_ps(i2, q4), _mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_permutexvar_ps(i3, q4)));
+            } else {
+                s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)st));
+                z = lanes_ps(st + 16, cw, mw);
+            }
+            out = _mm512_fmadd_ps(s, _mm512_fnmadd_ps(z, _mm512_set1_ps(gq[g]), qx), out);
+        }
+        float o[SPQR_TILE_ROWS];
+        _mm512_storeu_ps(o, out);
+        const uint32_t rb = tile * SPQR_TILE_ROWS, re = rb + SPQR_TILE_ROWS < r1 ? rb + SPQR_TILE_ROWS : r1;
+        for (uint32_t r = rb; r < re; r++) {
+            float v = o[r - rb];
+            if (t->o_ptr)
+                for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) v += t->o_delta[k] * x[t->o_col[k]];
+            y[r - r0] = v;
+        }
+    }
+}
+
+static void qgemv_tiles_act8_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t r1, const int8_t *xq, const float *dx, const float *gq, const float *x_s,
+                                    float *y) {
+    const bool spqr = t->kind == SPQR_TK_SPQR;
+    if (t->wbits > 4 || t->groupsize % 8 || t->cols % 8 || (spqr && t->qq_bits > 4)) {
+        spqr_qtiles_gemv_act8_ref(t, r0, r1, xq, dx, gq, x_s, y);
+        return;
+    }
+    const bool q3 = spqr && t->qq_bits == 3;
+    switch (t->wbits * 2 + q3) {
+    case 2: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 1, 0); break;
+    case 3: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 1, 3); break;
+    case 4: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 2, 0); break;
+    case 5: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 2, 3); break;
+    case 6: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 3, 0); break;
+    case 7: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 3, 3); break;
+    case 8: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 4, 0); break;
+    default: tiles_act8_avx512(t, r0, r1, xq, dx, gq, x_s, y, 4, 3); break;
+    }
+}
+
+static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, NULL, NULL};
+static const spqr_cpu_kernels avx512_vbmi = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, NULL};
+static const spqr_cpu_kernels avx512_vnni = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, qgemv_tiles_act8_avx512};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void) {
     __builtin_cpu_init();
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() && __builtin_cpu_supports("avx512f") &&
           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
         return NULL;
-    return __builtin_cpu_supports("avx512vbmi") ? &avx512_vbmi : &avx512; /* the tile kernel needs VPMULTISHIFTQB */
+    if (!__builtin_cpu_supports("avx512vbmi")) return &avx512; /* the tile kernels need VPMULTISHIFTQB */
+    return __builtin_cpu_supports("avx512vnni") ? &avx512_vnni : &avx512_vbmi;
 }
+
