@@ -51,3 +51,28 @@ cuda-test: $(CUDA_BUILD)/spqr-cuda-test
 
 cuda-lab: $(CUDA_BUILD)/spqr-cuda-lab
 	$(CUDA_BUILD)/spqr-cuda-lab --csv $(CUDA_BUILD)/lab.csv
+
+# ---- GPU quantization (src/cuda/quant_cuda.*): cuSOLVER; its test against the CPU quantizer and its benchmark ----
+#   make cuda-quant        builds build/cuda/spqr-quant-test and build/cuda/spqr-quant-bench (static BLAS/LAPACK: they run
+#                          where only the CUDA libraries are installed)
+#   make cuda-quant-test   runs the test (SKIPPED, exit 0, without a GPU)
+# quant_cuda.cu is picked up by CU_SRC, so every CUDA binary links cuSOLVER; it is compiled without FMA contraction so
+# that its float arithmetic rounds as gptq.c's does.
+CUDA_LIBS += -lcusolver
+$(CUDA_BUILD)/src/cuda/quant_cuda.o: NVFLAGS += -fmad=false
+$(CUDA_BUILD)/tests/cuda/test_quant_cuda.o $(CUDA_BUILD)/bench/cuda/quant_bench.o: NVFLAGS += -I/usr/include/x86_64-linux-gnu/openblas-pthread
+QC_LIBSPQR ?= $(BUILD)/libspqr.a
+QC_STATIC_LIBS ?= /usr/lib/x86_64-linux-gnu/liblapacke.a /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.a \
+  $(shell $(CC) -print-file-name=libgfortran.a) $(shell $(CC) -print-file-name=libquadmath.a) \
+  /usr/lib/x86_64-linux-gnu/libnettle.a /usr/lib/x86_64-linux-gnu/libz.a
+.PHONY: cuda-quant cuda-quant-test
+cuda-quant: $(CUDA_BUILD)/spqr-quant-test $(CUDA_BUILD)/spqr-quant-bench
+
+$(CUDA_BUILD)/spqr-quant-test: $(CUDA_BUILD)/tests/cuda/test_quant_cuda.o $(CUDA_BUILD)/src/cuda/quant_cuda.o $(QC_LIBSPQR)
+	$(NVCC) $(CUDA_ARCH) $^ -o $@ -lcublas -lcusolver $(QC_STATIC_LIBS) -lm -lpthread
+
+$(CUDA_BUILD)/spqr-quant-bench: $(CUDA_BUILD)/bench/cuda/quant_bench.o $(CUDA_BUILD)/src/cuda/quant_cuda.o $(QC_LIBSPQR)
+	$(NVCC) $(CUDA_ARCH) $^ -o $@ -lcublas -lcusolver $(QC_STATIC_LIBS) -lm -lpthread
+
+cuda-quant-test: $(CUDA_BUILD)/spqr-quant-test
+	$(CUDA_BUILD)/spqr-quant-test
