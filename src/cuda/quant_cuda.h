@@ -52,8 +52,8 @@ void spqr_cuda_qctx_free(spqr_cuda_qctx *c);
 /* Accumulated stage times (*t zeroed by reset). */
 void spqr_cuda_qctx_times(const spqr_cuda_qctx *c, spqr_cuda_qtimes *t);
 void spqr_cuda_qctx_reset_times(spqr_cuda_qctx *c);
-/* Hessian accumulation math: 0 (default) fp32 FMA (what the CPU computes); 1 TF32 tensor cores
- * (about 8x faster on H100, ~1e-3 relative error on H). */
+/* Hessian accumulation math: 0 (default) fp32 cublasSsyrk, upper triangle (what the CPU computes);
+ * 1: the full XᵀX through cublasGemmEx with TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32). */
 void spqr_cuda_qctx_set_hessian_tf32(spqr_cuda_qctx *c, int on);
 
 /* Device memory helpers, so that C callers need no CUDA header. */
