@@ -5,6 +5,8 @@
 #   make cuda-check    compiles every .cu file (no GPU needed): what CI runs
 #   make cuda-test     builds and runs the GPU tests (SKIPPED, exit 0, without a GPU)
 #   make cuda-lab      builds and runs the kernel lab (timings; needs a GPU)
+#   make cuda-model-test   builds the GPU-vs-CPU model test (links $(BUILD)/libspqr.a and BLAS):
+#                      $(CUDA_BUILD)/spqr-cuda-model-test MODEL TEXT [...] (see tests/cuda/test_model.cu)
 
 NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
@@ -14,14 +16,17 @@ CUDA_BUILD := $(BUILD)/cuda
 CUDA_HOST_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -Iinclude -Isrc -Ibench/cuda
 
 CU_SRC      := $(sort $(wildcard src/cuda/*.cu))
-CU_HDR      := $(wildcard src/cuda/*.h src/cuda/*.cuh bench/cuda/*.h) src/format/qmatrix.h src/format/format.h src/core/core.h include/spqr.h
+CU_HDR      := $(wildcard src/cuda/*.h src/cuda/*.cuh bench/cuda/*.h) src/format/qmatrix.h src/format/format.h src/core/core.h include/spqr.h src/model/model_internal.h
 CU_LIB_OBJ  := $(CU_SRC:%.cu=$(CUDA_BUILD)/%.o)
 # host C code the lab and tests need: the reference decoder, core helpers, the synthetic matrices (no BLAS)
 CU_HOST_SRC := src/format/qmatrix.c src/core/core.c bench/cuda/synth.c
 CU_HOST_OBJ := $(CU_HOST_SRC:%.c=$(CUDA_BUILD)/host/%.o)
 CU_ALL_SRC  := $(CU_SRC) $(sort $(wildcard bench/cuda/*.cu tests/cuda/*.cu))
+# host libraries of the model test (libspqr.a's needs); override with static archives to run the
+# binary on a machine without them, e.g. CUDA_HOST_LIBS="/usr/lib/x86_64-linux-gnu/liblapacke.a ..."
+CUDA_HOST_LIBS ?= -llapacke -lopenblas -lnettle -lz -lpthread
 
-.PHONY: cuda cuda-check cuda-test cuda-lab
+.PHONY: cuda cuda-check cuda-test cuda-lab cuda-model-test
 ifeq ($(CUDA),1)
 all: cuda
 endif
@@ -41,6 +46,11 @@ $(CUDA_BUILD)/spqr-cuda-lab: $(CUDA_BUILD)/bench/cuda/lab.o $(CU_LIB_OBJ) $(CU_H
 
 $(CUDA_BUILD)/spqr-cuda-test: $(CUDA_BUILD)/tests/cuda/test_cuda.o $(CU_LIB_OBJ) $(CU_HOST_OBJ)
 	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS) -lm
+
+$(CUDA_BUILD)/spqr-cuda-model-test: $(CUDA_BUILD)/tests/cuda/test_model.o $(CU_LIB_OBJ) $(BUILD)/libspqr.a
+	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS) $(CUDA_HOST_LIBS) -lm
+
+cuda-model-test: $(CUDA_BUILD)/spqr-cuda-model-test
 
 # Every .cu compiles (objects only: no GPU and no link needed).
 cuda-check: $(CU_ALL_SRC:%.cu=$(CUDA_BUILD)/%.o)

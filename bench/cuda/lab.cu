@@ -7,6 +7,7 @@
  *   v3 tiled    repacked layout, 16-byte loads, fp16-magic decode, fp32 math, fused outliers
  *                                                           (SPQR_CUDA_TILED, src/cuda)
  *   v4 deq+gemm dequantize to fp16 + cuBLAS GemmEx          (SPQR_CUDA_DEQUANT, src/cuda)
+ *   v5 fused    rows in lanes, in-block x gather, one launch (SPQR_CUDA_FUSED, src/cuda)
  *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
  *
  * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
@@ -14,8 +15,9 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
+ *   --fast   no v1, v2, rows-per-warp variants or β sweep
  */
 #include <algorithm>
 #include <math.h>
@@ -81,6 +83,18 @@ static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v)
         CHECK(cudaMalloc(&c->tstat, nst)); CHECK(cudaMemcpy(c->tstat, m->tstat, nst, cudaMemcpyDeviceToDevice));
         CHECK(cudaMalloc(&c->tqq, nqq * 8)); CHECK(cudaMemcpy(c->tqq, m->tqq, nqq * 8, cudaMemcpyDeviceToDevice));
         CHECK(cudaMalloc(&c->odelta, (m->n_out + 1) * 2)); CHECK(cudaMemcpy(c->odelta, m->odelta, (m->n_out + 1) * 2, cudaMemcpyDeviceToDevice));
+    }
+    if (m->fused) {
+        const int NS = m->f_q3 ? 3 : 4;
+        size_t ncw = (size_t)m->nrt * m->nct * 2 * m->wbits * 32 * 16, nsw = (size_t)m->nrt * m->nct * NS * 32 * 4;
+        size_t nqq = (size_t)m->row_blocks * m->nct * 16 * 8;
+        CHECK(cudaMalloc(&c->fcodes, ncw)); CHECK(cudaMemcpy(c->fcodes, m->fcodes, ncw, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->fstat, nsw)); CHECK(cudaMemcpy(c->fstat, m->fstat, nsw, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->fqq, nqq)); CHECK(cudaMemcpy(c->fqq, m->fqq, nqq, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->forp, (m->rows + 1) * 4)); CHECK(cudaMemcpy(c->forp, m->forp, (m->rows + 1) * 4, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->focol, m->n_out * 2 + 16)); CHECK(cudaMemcpy(c->focol, m->focol, m->n_out * 2, cudaMemcpyDeviceToDevice));
+        CHECK(cudaMalloc(&c->fodelta, m->n_out * 4 + 16)); CHECK(cudaMemcpy(c->fodelta, m->fodelta, m->n_out * 4, cudaMemcpyDeviceToDevice));
+        if (m->fperm) { CHECK(cudaMalloc(&c->fperm, m->cols * 4)); CHECK(cudaMemcpy(c->fperm, m->fperm, m->cols * 4, cudaMemcpyDeviceToDevice)); }
     }
     (void)v;
     return c;
@@ -175,12 +189,13 @@ static double rel_err(const float *Wref, int rows, int cols, const __half *xh, i
 struct cfg { uint32_t kind, wbits, gs, qq_gs; double out; int perm; const char *name; int full; };
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, fast = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--fast")) fast = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
     if (spqr_cuda_device_count() <= 0) { printf("SKIPPED: no CUDA device\n"); return 0; }
     cudaDeviceProp prop;
@@ -236,6 +251,7 @@ int main(int argc, char **argv) {
         bool cublas_done = false;
         for (const cfg &cf : cfgs) {
             if (cf.full == 2 && si) continue; /* β sweep at 4096 x 4096 only */
+            if (fast && cf.full == 2) continue;
             if (quick && cf.full == 2 && cf.gs != 8) continue;
             synth_params sp = {cf.kind, rows, cols, cf.wbits, cf.gs, 3, cf.qq_gs, cf.out, cf.perm, (uint64_t)(42 + si)};
             synth_matrix sm;
@@ -270,12 +286,13 @@ int main(int argc, char **argv) {
             }
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
-                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}};
+                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}};
             for (const alg &al : algs) {
                 const int id = al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
-                if (id == SPQR_CUDA_TILED && !spqr_cuda_supports(m0, SPQR_CUDA_TILED)) continue;
+                if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
                 if (al.id > 100 && cf.full != 1) continue;
+                if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || al.id > 100)) continue; /* --fast: v3 (default rows per warp), v4, v5 */
                 if (cf.full != 1 && (al.id == 0 || al.id == SPQR_CUDA_GENERIC)) continue;
                 const double wb = (double)spqr_cuda_weight_bytes(m0, id ? (spqr_cuda_algo)id : SPQR_CUDA_GENERIC);
                 const int NC = std::max(2, (int)ceil(L2_ROT / wb));
@@ -289,6 +306,7 @@ int main(int argc, char **argv) {
                     if (id == SPQR_CUDA_GENERIC && n > 8) continue;
                     if (al.id > 100 && n > 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
+                    if (id == SPQR_CUDA_FUSED && n > 8) continue;
                     auto op = [&](int i) {
                         if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
                         else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
@@ -311,8 +329,8 @@ int main(int argc, char **argv) {
                 CHECK(cudaFree(xp1));
                 for (int i = 1; i < NC; i++) {
                     spqr_cuda_qmatrix *c = ms[i];
-                    cudaFree(c->blob); cudaFree(c->tcodes); cudaFree(c->tstat); cudaFree(c->tqq); cudaFree(c->odelta);
-                    free(c);
+                    c->perm = NULL; c->orp = NULL; c->ocol = NULL; /* inside blob */
+                    spqr_cuda_qmatrix_free(c);
                 }
             }
             spqr_cuda_qmatrix_free(m0);

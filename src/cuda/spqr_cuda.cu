@@ -142,42 +142,136 @@ done:
     return st;
 }
 
-extern "C" spqr_status spqr_cuda_upload(const spqr_qview *v, spqr_cuda_qmatrix **out, spqr_error *err) {
+static int fused_ok(const spqr_qview *v) {
+    return v->kind == SPQR_TK_SPQR && v->wbits >= 2 && v->wbits <= 4 && v->groupsize == 16 && v->qq_bits <= 4 && v->qq_groupsize % 16 == 0;
+}
+
+template <class T>
+static cudaError_t up(T **d, const void *h, size_t n) {
+    cudaError_t e = cudaMalloc((void **)d, n ? n : 16);
+    if (e == cudaSuccess && n) e = cudaMemcpy(*d, h, n, cudaMemcpyHostToDevice);
+    return e;
+}
+
+/* The fused (v5) layout: see spqr_cuda_internal.cuh. */
+static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_error *err) {
+    const uint32_t rows = v->rows, cols = v->cols, W = v->wbits;
+    const int q3 = v->qq_bits == 3, NS = q3 ? 3 : 4;
+    m->nrt = (rows + 31) / 32;
+    m->nct = (cols + 255) / 256;
+    const uint32_t ngp = m->nct * 16;
+    const size_t ncw = (size_t)m->nrt * m->nct * 2 * W * 32 * 4; /* words */
+    const size_t nsw = (size_t)m->nrt * m->nct * NS * 32;
+    const size_t nqq = (size_t)m->row_blocks * ngp;
+    uint32_t *hc = (uint32_t *)calloc(ncw, 4), *hs = (uint32_t *)calloc(nsw, 4);
+    uint2 *hq = (uint2 *)calloc(nqq, sizeof(uint2));
+    float *hd = (float *)calloc(v->n_outliers + 1, sizeof(float));
+    spqr_status st = SPQR_OK;
+    if (!hc || !hs || !hq || !hd) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
+    for (uint32_t rt = 0; rt < m->nrt; rt++)
+        for (uint32_t ct = 0; ct < m->nct; ct++)
+            for (uint32_t L = 0; L < 32; L++) {
+                const uint32_t r = rt * 32 + L;
+                if (r >= rows) continue; /* padded rows: code 0, stat 0 */
+                uint32_t words[32] = {0};
+                for (uint32_t p = 0; p < 8; p++) pack_packet(v, r, ct * 8 + p, words + p * W);
+                uint32_t *tc = hc + ((size_t)rt * m->nct + ct) * 2 * W * 32 * 4;
+                for (uint32_t wi = 0; wi < 8 * W; wi++) tc[((wi / 4) * 32 + L) * 4 + wi % 4] = words[wi];
+                uint32_t sw[4] = {0, 0, 0, 0};
+                const uint8_t *srow = v->stats + (uint64_t)r * v->lay.stat_stride;
+                for (uint32_t i = 0; i < 16; i++) {
+                    const uint64_t g = (uint64_t)ct * 16 + i;
+                    if (g >= v->lay.groups) break;
+                    const uint32_t sc = spqr_bits_get(srow, 2 * g, v->qq_bits), zc = spqr_bits_get(srow, 2 * g + 1, v->qq_bits);
+                    if (q3) {
+                        const uint32_t f = sc | zc << 3;
+                        if (i < 15) sw[i / 5] |= f << (6 * (i % 5));
+                        else for (uint32_t k = 0; k < 3; k++) sw[k] |= ((f >> (2 * k)) & 3u) << 30;
+                    } else {
+                        sw[i / 4] |= (sc | zc << 4) << (8 * (i % 4));
+                    }
+                }
+                uint32_t *ts = hs + ((size_t)rt * m->nct + ct) * NS * 32;
+                for (int k = 0; k < NS; k++) ts[k * 32 + L] = sw[k];
+            }
+    for (uint64_t b = 0; b < m->row_blocks; b++) memcpy(hq + b * ngp, v->qq + b * v->lay.groups, v->lay.groups * 8);
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
+            const uint32_t j = v->ocol[k];
+            float s, z;
+            spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
+            const float wd = spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, W));
+            hd[k] = spqr_f16_to_f32(v->oval[k]) - wd;
+        }
+    {
+        cudaError_t e = up(&m->fcodes, hc, ncw * 4);
+        if (e == cudaSuccess) e = up(&m->fstat, hs, nsw * 4);
+        if (e == cudaSuccess) e = up(&m->fqq, hq, nqq * 8);
+        if (e == cudaSuccess) e = up(&m->fodelta, hd, v->n_outliers * 4);
+        if (e == cudaSuccess) e = up(&m->forp, v->row_ptr, (rows + 1) * 4ull);
+        if (e == cudaSuccess) e = up(&m->focol, v->ocol, v->n_outliers * 2);
+        if (e == cudaSuccess && v->perm) e = up(&m->fperm, v->perm, cols * 4ull);
+        if (e != cudaSuccess) { st = spqr_set_err(err, SPQR_E_IO, "cuda: fused upload: %s", cudaGetErrorString(e)); goto done; }
+    }
+    m->fused = 1;
+    m->f_q3 = q3;
+    /* bytes one product reads: codes and statistics of the real rows, qq, CSR (fp32 deltas), perm */
+    m->bytes_fused = ((uint64_t)rows * m->nct * (2 * W * 16 + NS * 4)) + nqq * 8 + 4ull * (rows + 1) + 6ull * v->n_outliers + (v->perm ? 4ull * cols : 0);
+done:
+    free(hc); free(hs); free(hq); free(hd);
+    return st;
+}
+
+extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts, spqr_cuda_qmatrix **out, spqr_error *err) {
     *out = NULL;
     spqr_cuda_qmatrix *m = (spqr_cuda_qmatrix *)calloc(1, sizeof *m);
     if (!m) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     m->kind = v->kind; m->rows = v->rows; m->cols = v->cols; m->wbits = v->wbits; m->gs = v->groupsize;
     m->qq_bits = v->qq_bits; m->qq_gs = v->qq_groupsize; m->n_out = v->n_outliers;
     m->groups = v->lay.groups; m->row_blocks = v->lay.row_blocks; m->lay = v->lay;
-    const uint8_t *base = v->codes - v->lay.codes; /* the blob */
-    cudaError_t e = cudaMalloc(&m->blob, v->lay.size);
-    if (e == cudaSuccess) e = cudaMemcpy(m->blob, base, v->lay.size, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) { spqr_cuda_qmatrix_free(m); return spqr_set_err(err, SPQR_E_IO, "cuda: upload: %s", cudaGetErrorString(e)); }
-    m->perm = v->perm ? (const int32_t *)(m->blob + v->lay.perm) : NULL;
-    m->bytes_raw = v->lay.size;
-    if (v->kind == SPQR_TK_SPQR) {
-        m->orp = (uint32_t *)(m->blob + v->lay.row_ptr);
-        m->ocol = (uint16_t *)(m->blob + v->lay.ocol);
+    const int want_fused = (layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v);
+    const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
+    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || !want_fused) {
+        const uint8_t *base = v->codes - v->lay.codes; /* the blob */
+        cudaError_t e = up(&m->blob, base, v->lay.size);
+        if (e != cudaSuccess) { spqr_cuda_qmatrix_free(m); return spqr_set_err(err, SPQR_E_IO, "cuda: upload: %s", cudaGetErrorString(e)); }
+        m->has_raw = 1;
+        m->perm = v->perm ? (const int32_t *)(m->blob + v->lay.perm) : NULL;
+        m->bytes_raw = v->lay.size;
+        if (v->kind == SPQR_TK_SPQR) {
+            m->orp = (uint32_t *)(m->blob + v->lay.row_ptr);
+            m->ocol = (uint16_t *)(m->blob + v->lay.ocol);
+        }
     }
-    if (tiled_ok(v)) {
+    if (want_tiled) {
         spqr_status st = upload_tiled(m, v, err);
+        if (st) { spqr_cuda_qmatrix_free(m); return st; }
+    }
+    if (want_fused) {
+        spqr_status st = upload_fused(m, v, err);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
     *out = m;
     return SPQR_OK;
 }
 
+extern "C" spqr_status spqr_cuda_upload(const spqr_qview *v, spqr_cuda_qmatrix **out, spqr_error *err) {
+    return spqr_cuda_upload_ex(v, SPQR_CUDA_LAYOUT_ALL, out, err);
+}
+
 extern "C" void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m) {
     if (!m) return;
     cudaFree(m->blob); cudaFree(m->tcodes); cudaFree(m->tstat); cudaFree(m->tqq); cudaFree(m->odelta);
+    cudaFree(m->fcodes); cudaFree(m->fstat); cudaFree(m->fqq); cudaFree(m->fperm); cudaFree(m->forp); cudaFree(m->focol); cudaFree(m->fodelta);
     free(m);
 }
 
 extern "C" int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
-    return algo == SPQR_CUDA_TILED ? m->tiled : 1;
+    return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
 }
 
 extern "C" uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
+    if (algo == SPQR_CUDA_FUSED) return m->bytes_fused;
     if (algo == SPQR_CUDA_GENERIC || !m->tiled) return m->bytes_raw;
     return m->bytes_tiled;
 }
@@ -188,8 +282,10 @@ extern "C" int spqr_cuda_dequant_ld(const spqr_cuda_qmatrix *m) { return m->tile
 /* x gather (act-order permutation, fp16 -> fp32 pairs)                                           */
 /* ---------------------------------------------------------------------------------------------- */
 
-__global__ void k_gather_x(const __half *__restrict__ x, int n, int b0, int B, uint32_t cols, const int32_t *__restrict__ perm,
-                           uint32_t npairs, float2 *__restrict__ xp, int inter) {
+__global__ void k_gather_x(const void *__restrict__ xv, int n, int b0, int B, uint32_t cols, const int32_t *__restrict__ perm,
+                           uint32_t npairs, float2 *__restrict__ xp, int inter, int xf32) {
+    const __half *x = (const __half *)xv;
+    const float *xf = (const float *)xv;
     for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < npairs * (uint32_t)B; i += gridDim.x * blockDim.x) {
         uint32_t jp = i / B, b = b0 + i % B;
         if (inter) { /* i indexes the interleaved layout: invert xp_inter */
@@ -199,19 +295,19 @@ __global__ void k_gather_x(const __half *__restrict__ x, int n, int b0, int B, u
         const uint32_t j0 = 2 * jp, j1 = j0 + 1;
         float2 v = make_float2(0.f, 0.f);
         if ((int)b < n) {
-            const __half *xb = x + (size_t)b * cols;
-            if (j0 < cols) v.x = __half2float(xb[perm ? perm[j0] : j0]);
-            if (j1 < cols) v.y = __half2float(xb[perm ? perm[j1] : j1]);
+            const size_t o = (size_t)b * cols;
+            if (j0 < cols) v.x = xf32 ? xf[o + (perm ? perm[j0] : j0)] : __half2float(x[o + (perm ? perm[j0] : j0)]);
+            if (j1 < cols) v.y = xf32 ? xf[o + (perm ? perm[j1] : j1)] : __half2float(x[o + (perm ? perm[j1] : j1)]);
         }
         xp[i] = v;
     }
 }
 
-cudaError_t spqr_cuda_gather_x(const __half *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
-                               cudaStream_t st, int inter) {
+cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
+                               cudaStream_t st, int inter, int xf32) {
     uint32_t total = npairs * (uint32_t)B, blocks = (total + 255) / 256;
     if (blocks > 1024) blocks = 1024;
-    k_gather_x<<<blocks, 256, 0, st>>>(x, n, b0, B, cols, perm, npairs, xp, inter);
+    k_gather_x<<<blocks, 256, 0, st>>>(x, n, b0, B, cols, perm, npairs, xp, inter, xf32);
     return cudaGetLastError();
 }
 
@@ -457,14 +553,14 @@ __global__ void __launch_bounds__(256) k_generic(const spqr_cuda_qmatrix m, cons
     }
 }
 
-static spqr_status run_generic(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, spqr_error *err) {
+static spqr_status run_generic(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
     const uint32_t npairs = (m->cols + 1) / 2;
     spqr_status st = ws_reserve(c, (size_t)npairs * 8 * sizeof(float2), err);
     if (st) return st;
     float2 *xp = (float2 *)c->ws;
     for (int b0 = 0; b0 < n; b0 += 8) {
         const int B = n - b0 < 8 ? n - b0 : 8;
-        CK(spqr_cuda_gather_x(x, n, b0, B, m->cols, m->perm, npairs, xp, c->stream), "gather x");
+        CK(spqr_cuda_gather_x(x, n, b0, B, m->cols, m->perm, npairs, xp, c->stream, 0, xf32), "gather x");
         k_generic<<<(m->rows + 7) / 8, 256, 0, c->stream>>>(*m, xp, B, n, b0, y);
         CK(cudaGetLastError(), "generic kernel");
     }
@@ -600,16 +696,29 @@ static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
 extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
                                         float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
-    if (algo == SPQR_CUDA_AUTO) algo = n <= 8 && m->tiled ? SPQR_CUDA_TILED : n > 8 ? SPQR_CUDA_DEQUANT : SPQR_CUDA_GENERIC;
+    if (algo == SPQR_CUDA_AUTO)
+        algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
+    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && !m->has_raw)
+        return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     const __half *x = (const __half *)x_dev;
     switch (algo) {
     case SPQR_CUDA_TILED:
         if (!m->tiled) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: the tiled kernels do not support this matrix");
         return run_tiled(c, m, x, n, y_dev, err);
-    case SPQR_CUDA_GENERIC: return run_generic(c, m, x, n, y_dev, err);
+    case SPQR_CUDA_FUSED:
+        if (!m->fused) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: the fused kernel does not support this matrix");
+        return spqr_cuda_run_fused(c, m, x, 0, n, y_dev, err);
+    case SPQR_CUDA_GENERIC: return run_generic(c, m, x, 0, n, y_dev, err);
     case SPQR_CUDA_DEQUANT: return run_dequant(c, m, x, n, y_dev, err);
     default: return spqr_set_err(err, SPQR_E_ARG, "cuda: unknown algorithm %d", (int)algo);
     }
+}
+
+extern "C" spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
+    if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
+    if (m->fused) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, err);
+    if (!m->has_raw) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
+    return run_generic(c, m, x_dev, 1, n, y_dev, err);
 }
 
 extern "C" spqr_status spqr_cuda_gemm_f16(spqr_cuda_ctx *c, const void *w16_dev, int rows, int cols, const void *x_dev, int n, void *y16_dev,

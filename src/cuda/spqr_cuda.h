@@ -18,8 +18,11 @@
  *   SPQR_CUDA_GENERIC  storage layout as in the file, one warp per row, fp32, any valid matrix
  *   SPQR_CUDA_DEQUANT  dequantize to fp16 (stored column order, outliers exact), then cuBLAS
  *                      GemmEx (fp16 inputs, fp32 accumulation) with the permuted X: the prefill path
- *   SPQR_CUDA_AUTO     TILED for n <= 8 if the matrix allows it, else DEQUANT for n > 8 if it does,
- *                      else GENERIC
+ *   SPQR_CUDA_FUSED    (v5) one kernel per product: rows in the lanes (32 rows x 256 columns per
+ *                      warp and tile), each block gathers the permuted x and its per-group sums into
+ *                      shared memory, fp32 math, outliers as fp32 deltas; SpQR with β1 = 16,
+ *                      qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per pass (larger n: passes)
+ *   SPQR_CUDA_AUTO     n <= 8: FUSED, else TILED, else GENERIC; n > 8: DEQUANT
  */
 #ifndef SPQR_CUDA_H
 #define SPQR_CUDA_H
@@ -36,7 +39,12 @@ typedef enum spqr_cuda_algo {
     SPQR_CUDA_TILED = 1,
     SPQR_CUDA_GENERIC = 2,
     SPQR_CUDA_DEQUANT = 3,
+    SPQR_CUDA_FUSED = 4,
 } spqr_cuda_algo;
+
+/* Device layouts an upload builds (spqr_cuda_upload_ex). RAW: the file's blob (GENERIC, and what
+ * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone. */
+enum { SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_ALL = 7 };
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */
 typedef struct spqr_cuda_qmatrix spqr_cuda_qmatrix; /* one uploaded matrix */
@@ -49,8 +57,12 @@ int spqr_cuda_device_count(void);
 spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr_error *err);
 void spqr_cuda_ctx_free(spqr_cuda_ctx *c);
 
-/* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. */
+/* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. Builds every layout the
+ * matrix supports (spqr_cuda_upload_ex with SPQR_CUDA_LAYOUT_ALL). */
 spqr_status spqr_cuda_upload(const spqr_qview *v, spqr_cuda_qmatrix **out, spqr_error *err);
+/* The same with a set of layouts: those the matrix does not support are skipped, except that
+ * asking for FUSED alone on a matrix FUSED cannot run uploads RAW instead. */
+spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts, spqr_cuda_qmatrix **out, spqr_error *err);
 void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m);
 
 /* Whether `algo` can run this matrix (AUTO: always 1). */
@@ -67,6 +79,11 @@ uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo)
 spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
                              float *y_dev, spqr_error *err);
 
+/* Y = X Wᵀ with fp32 X (x_dev fp32 [n][cols], original column order), any n >= 1, fp32 math:
+ * FUSED when the matrix has that layout, else GENERIC (the RAW layout; X rounded to fp16).
+ * Asynchronous like spqr_cuda_matmul. */
+spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err);
+
 /* Dequantizes the whole matrix to fp16 W16[rows][ld] (device), columns in STORED order, outliers
  * included (exact fp16 values), columns >= cols finite garbage times a zero activation: ld must be
  * >= spqr_cuda_dequant_ld(m). Uses the tiled layout when supported, else the storage layout. */
@@ -77,6 +94,43 @@ int spqr_cuda_dequant_ld(const spqr_cuda_qmatrix *m);
  * [rows][cols] (fp32 accumulation, fp16 output). All device pointers. */
 spqr_status spqr_cuda_gemm_f16(spqr_cuda_ctx *c, const void *w16_dev, int rows, int cols, const void *x_dev, int n,
                                void *y16_dev, spqr_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Model: whole-model inference on the GPU (spqr_cuda_model.cu)                                   */
+/* ---------------------------------------------------------------------------------------------- */
+/*
+ * Contract (for `spqr run/ppl/bench --gpu`):
+ *   spqr_cuda_model_new(m, &opts, &g, &err)  uploads a loaded model (spqr_model_load; any source the
+ *       CPU runs: .spqr, safetensors, llama2.c) to the current CUDA device. Nothing of `m` is
+ *       retained: it may be freed once this returns. Synchronous.
+ *       Errors: SPQR_E_UNSUPPORTED (no CUDA device), SPQR_E_IO (a CUDA call failed, e.g. out of
+ *       device memory), SPQR_E_NOMEM, SPQR_E_RANGE (n_ctx too large).
+ *   spqr_cuda_forward(g, ids, n, pos, all_logits, logits, &err)  the same contract as
+ *       spqr_ctx_forward: n tokens (1 <= n <= opts.n_batch) at positions pos .. pos+n-1
+ *       (pos + n <= opts.n_ctx) appended to the device KV cache; writes the logits of the last token
+ *       (all_logits = 0: logits[vocab]) or of every token (logits[n][vocab]) to HOST memory
+ *       `logits`. Synchronous (returns when the logits are on the host). Re-running a position
+ *       overwrites its cache entries, so a new sequence just starts again at pos = 0.
+ *   spqr_cuda_model_free(g).
+ * Numerics: fp32 activations, fp32 accumulation. Quantized layers decode exactly as the reference
+ * decoder (fp32), outliers as fp32 deltas; 16-bit/fp32 weights are held as fp16. Products with
+ * n > 8 on fp16 weights go through cuBLAS with activations rounded to fp16.
+ * Not thread-safe: one host thread per spqr_cuda_model.
+ */
+typedef struct spqr_cuda_model spqr_cuda_model;
+
+typedef struct spqr_cuda_model_opts {
+    int n_ctx;    /* KV cache length in tokens; 0: the model's max_seq_len, at most 4096 */
+    int n_batch;  /* most tokens per forward call; 0: min(n_ctx, 512) */
+    int dense16;  /* 1: quantized matrices dequantized on the host and held as fp16 (the fp16 baseline) */
+    int no_graph; /* 1: decode without the CUDA graph (every kernel launched each call) */
+} spqr_cuda_model_opts;
+
+spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_model_opts *opts, spqr_cuda_model **out, spqr_error *err);
+spqr_status spqr_cuda_forward(spqr_cuda_model *g, const int32_t *ids, int n, int pos, int all_logits, float *logits, spqr_error *err);
+void spqr_cuda_model_free(spqr_cuda_model *g);
+/* Bytes of weights one decoded token reads on the device (all linear layers and the head). */
+uint64_t spqr_cuda_model_weight_bytes(const spqr_cuda_model *g);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,20 @@
  *           pair jp = (q*4 + p)*16 + t of permuted x for activation b sits at
  *           ((((q/32)*4 + p)*16 + t)*32 + q%32)*B + b; zero past cols and past n.
  *           The generic kernels use the linear layout jp*B + b.
+ *
+ * Fused layout (v5, SPQR_CUDA_FUSED; SpQR with β1 = 16, q <= 4, β2 % 16 == 0, wbits 2..4): rows in
+ * the lanes. Row tile = 32 rows (lane L = row 32*rt + L), column tile = 256 stored columns (16
+ * groups, 8 packets of 32 columns). Rows and columns are padded with code 0.
+ *   fcodes  uint4 [rt][ct][2W][32]: lane L's 8W words for the tile; words p*W .. p*W+W-1 are packet p
+ *           in the tiled layout's packet format (pairs in 16-bit halves, w3 pair 15 in the spare bits)
+ *   fstat   uint32 [rt][ct][NS][32]: the 16 groups' codes of lane L's row. q = 3 (NS = 3): 6-bit
+ *           fields sc | zc << 3, groups 0..14 at bit 6*(i%5) of word i/5, group 15's bits 2k, 2k+1
+ *           at bits 30, 31 of word k. q != 3 (NS = 4): bytes sc | zc << 4, group i in byte i%4 of word i/4.
+ *   fqq     uint2 [row_blocks][nct*16]: the file's fp16 (ss, sz, zs, zz), zero past the last group
+ *   fperm int32 [cols] (NULL: identity), forp uint32 [rows+1], focol uint16 [n], fodelta float [n]:
+ *           the outliers as val − dense weight in fp32 (exact to float rounding)
+ * A block (up to 16 warps) takes one row tile; warp w takes column tiles w, w + warps, ...; the
+ * block first gathers x (act-order permutation, fp32) and the per-group sums of x into shared memory.
  */
 #ifndef SPQR_CUDA_INTERNAL_CUH
 #define SPQR_CUDA_INTERNAL_CUH
@@ -57,7 +71,18 @@ struct spqr_cuda_qmatrix {
     uint32_t *orp;
     uint16_t *ocol;
     __half *odelta;
-    uint64_t bytes_tiled, bytes_raw;
+    /* fused layout (fused == 0: not built) */
+    int fused, f_q3;
+    uint32_t nrt, nct;
+    uint4 *fcodes;
+    uint32_t *fstat;
+    uint2 *fqq;
+    int32_t *fperm;
+    uint32_t *forp;
+    uint16_t *focol;
+    float *fodelta;
+    int has_raw;        /* the storage-layout blob was uploaded */
+    uint64_t bytes_tiled, bytes_raw, bytes_fused;
 };
 
 /* w-bit field i of an LSB-first bit stream starting 4-byte aligned (8 readable bytes past it). */
@@ -106,8 +131,11 @@ __device__ __forceinline__ float xp_at(const float2 *xp, int B, uint32_t c, int 
 
 /* Launches the x gather: pair jp = (x[b0+b][perm[2jp]], x[b0+b][perm[2jp+1]]) as floats at
  * jp*B + b (inter = 0) or xp_inter(jp)*B + b (inter = 1; npairs then a multiple of 2048), zero
- * past cols or past n; npairs pairs. */
-cudaError_t spqr_cuda_gather_x(const __half *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
-                               cudaStream_t st, int inter = 0);
+ * past cols or past n; npairs pairs. x is fp16, or fp32 when xf32. */
+cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
+                               cudaStream_t st, int inter = 0, int xf32 = 0);
+
+/* The fused kernel (spqr_cuda_fused.cu): Y = X Wᵀ, X fp16 or fp32 (xf32), passes of up to 4. */
+spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err);
 
 #endif

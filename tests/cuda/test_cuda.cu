@@ -99,9 +99,12 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     CUDA_OK(cudaMalloc(&yd, (size_t)NMAX * rows * 4));
     std::vector<float> yh((size_t)NMAX * rows);
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
-        {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3}};
+        {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
+        {SPQR_CUDA_FUSED, "fused", 5e-5}};
+    const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
+        if (al.a == SPQR_CUDA_FUSED && !fused) continue;
         double worst = 0;
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
@@ -118,6 +121,43 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             worst = fmax(worst, e);
         }
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
+    }
+    /* fp32 activations (not fp16-representable) through spqr_cuda_matmul_f32, on an upload of the
+     * fused layout alone when the matrix has it (else the full upload: GENERIC) */
+    {
+        std::vector<float> xf((size_t)NMAX * cols);
+        for (auto &v : xf) v = (float)(2 * synth_uniform(&rng) - 1);
+        std::vector<double> reff((size_t)NMAX * rows);
+        for (int b = 0; b < NMAX; b++)
+            for (uint32_t r = 0; r < rows; r++) {
+                double s = 0;
+                for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
+                reff[(size_t)b * rows + r] = s;
+            }
+        spqr_cuda_qmatrix *mf = m;
+        if (fused && spqr_cuda_upload_ex(&sm.view, SPQR_CUDA_LAYOUT_FUSED, &mf, &er)) { printf("FAIL %s: upload_ex: %s\n", name, er.msg); n_fail++; mf = m; }
+        float *xfd;
+        CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
+        CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+        const double tol = fused ? 5e-5 : 1e-5;
+        double worst = 0;
+        for (int n : ns) {
+            CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+            if (spqr_cuda_matmul_f32(ctx, mf, xfd, n, yd, &er)) { printf("FAIL %s f32 n=%d: %s\n", name, n, er.msg); n_fail++; continue; }
+            CUDA_OK(cudaDeviceSynchronize());
+            CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+            double num = 0, den = 0;
+            for (size_t i = 0; i < (size_t)n * rows; i++) { double d = yh[i] - reff[i]; num += d * d; den += reff[i] * reff[i]; }
+            double e = sqrt(num / (den > 0 ? den : 1));
+            if (!isfinite(e)) e = INFINITY;
+            char what[64];
+            snprintf(what, sizeof what, "f32 n=%d rel err", n);
+            report(e <= tol, name, what, e, tol);
+            worst = fmax(worst, e);
+        }
+        printf("  %-8s max rel err %.2e (tol %.0e)%s\n", "f32", worst, tol, mf != m ? " (fused layout alone)" : "");
+        cudaFree(xfd);
+        if (mf != m) spqr_cuda_qmatrix_free(mf);
     }
     cudaFree(xd);
     cudaFree(yd);
@@ -147,6 +187,10 @@ int main(void) {
         {SPQR_TK_SPQR, 9, 8, 2, 8, 2, 1, 0.05, 1},
         {SPQR_TK_SPQR, 130, 264, 4, 8, 4, 64, 0.01, 1},
         {SPQR_TK_SPQR, 66, 300, 2, 16, 3, 32, 0.01, 1},
+        {SPQR_TK_SPQR, 45, 700, 3, 16, 4, 32, 0.01, 1},
+        {SPQR_TK_SPQR, 70, 3000, 4, 16, 3, 16, 0.02, 1},
+        {SPQR_TK_SPQR, 33, 6000, 2, 16, 2, 48, 0.01, 0},
+        {SPQR_TK_SPQR, 96, 512, 3, 16, 3, 16, 0.01, 1},
         {SPQR_TK_GPTQ, 129, 256, 4, 128, 0, 0, 0, 0},
         {SPQR_TK_GPTQ, 70, 300, 3, 32, 0, 0, 0, 1},
         {SPQR_TK_GPTQ, 50, 200, 4, 16, 0, 0, 0, 0},
