@@ -23,7 +23,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps test test-fast test-asan test-neon demo clean
+.PHONY: all deps test test-fast test-asan test-neon test-cuda-build demo clean
 all: deps $(BUILD)/spqr $(BUILD)/spqr-test
 
 deps:
@@ -52,7 +52,14 @@ $(BUILD)/spqr-test: $(TEST_OBJ) $(BUILD)/libspqr.a
 test: all
 	$(MAKE) --no-print-directory test-neon
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-cuda-build
 	$(BUILD)/spqr-test
+
+# The CUDA sources compile wherever nvcc is (CI has it, no GPU): cuda-check (cuda.mk) builds them
+# without linking; the GPU tests themselves run with `make CUDA=1 cuda-test` on a GPU machine.
+test-cuda-build:
+	@if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then $(MAKE) --no-print-directory cuda-check; \
+	 else echo "nvcc not found: the CUDA sources were not compiled"; fi
 
 test-fast: all
 	$(BUILD)/spqr-test
