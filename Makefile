@@ -2,6 +2,9 @@
 # Debian packages needed: libopenblas-dev liblapacke-dev zlib1g-dev nettle-dev clang (scripts/deps.sh installs them).
 
 CC      ?= cc
+ifeq ($(CUDA),1)
+BUILD   ?= build-cuda
+endif
 BUILD   ?= build
 ifeq ($(shell uname -m),x86_64)
 OPT     ?= -O2 -march=x86-64-v2
@@ -13,6 +16,12 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS += -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread
 LDLIBS  = -llapacke -lopenblas -lnettle -lz -lm -pthread
+# make CUDA=1: the same library and tools with the GPU paths (--gpu) compiled in, into build-cuda/
+ifeq ($(CUDA),1)
+CUDA_HOME ?= /usr/local/cuda
+CPPFLAGS += -DSPQR_CUDA
+LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcudart -lstdc++
+endif
 
 LIB_SRC  := $(shell find src -name '*.c' | sort)
 LIB_SRC  := $(filter-out src/cuda/%,$(LIB_SRC))
@@ -93,6 +102,9 @@ demo: all
 	$(BUILD)/spqr run $(DEMO)/stories260K-spqr-w4.spqr -p "Once upon a time" -n 64 --seed 1
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-cuda
 
 -include cuda.mk
+ifeq ($(CUDA),1)
+$(BUILD)/spqr $(BUILD)/spqr-test: $(CU_LIB_OBJ)
+endif

@@ -231,6 +231,9 @@ typedef struct spqr_ctx_opts {
                       to int8 per group of β1 inputs (scale max|x|/127) and multiplied with integer dot
                       products (AVX-512 VNNI) where this CPU has them; faster, slightly less exact.
                       0: fp32 activations (default). Prefill is never affected. */
+    int gpu;       /* 1: run the whole forward pass on the first CUDA device (builds made with
+                      `make CUDA=1`; otherwise SPQR_E_UNSUPPORTED); 2: the same with every quantized
+                      matrix dequantized to fp16 on upload (the 16-bit baseline of the same weights) */
 } spqr_ctx_opts;
 
 /*
@@ -333,6 +336,9 @@ typedef struct spqr_quant_opts {
     int act_order;              /* GPTQ/SpQR: permute columns by decreasing diag(H) */
     double percdamp;            /* damping relative to mean(diag H) */
     int simplified_outliers;    /* SpQR: skip the leave-one-out refit */
+    int gpu;                    /* quantize on the first CUDA device (make CUDA=1 builds): Hessians with
+                                   cuBLAS, Cholesky with cuSOLVER, the sweep on the device; results equal
+                                   the CPU's up to float rounding */
     int head_bits;              /* 0: keep the output head (and a tied embedding) in 16 bits; 2..8: quantize
                                    it with the same method and groups at this many bits, calibrated on
                                    the final norm's outputs */

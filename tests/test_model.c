@@ -39,7 +39,7 @@ static spqr_model *load(const char *rel, int no_tok) {
 static float *run_logits(const spqr_model *m, const int32_t *ids, int n, int n_batch, int threads) {
     spqr_ctx *c;
     spqr_error err;
-    spqr_ctx_opts o = {n, n_batch, threads, 0};
+    spqr_ctx_opts o = {.n_ctx = n, .n_batch = n_batch, .n_threads = threads};
     if (spqr_ctx_new(m, &o, &c, &err) != SPQR_OK) { th_fail(__FILE__, __LINE__, "ctx: %s", err.msg); return NULL; }
     const int V = spqr_model_config(m)->vocab_size;
     float *out = malloc((size_t)n * V * sizeof(float));
@@ -249,7 +249,7 @@ static void test_forward_errors(void) {
     if (!m) return;
     spqr_ctx *c;
     spqr_error err;
-    spqr_ctx_opts o = {16, 8, 1, 0};
+    spqr_ctx_opts o = {.n_ctx = 16, .n_batch = 8, .n_threads = 1};
     CHECK_OK(spqr_ctx_new(m, &o, &c, &err), &err);
     int32_t ids[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     CHECK(spqr_ctx_forward(c, ids, 9, 0, 0, &err) == SPQR_E_ARG);  /* more than n_batch */
@@ -314,7 +314,7 @@ static void test_ppl_evalmodel_chunks(void) {
     int64_t ntok;
     CHECK(spqr_json_i64(spqr_json_get(w, "n_tokens_hf"), &ntok) && (size_t)ntok == n);
     spqr_ctx *c;
-    spqr_ctx_opts co = {2048, 512, 0, 0};
+    spqr_ctx_opts co = {.n_ctx = 2048, .n_batch = 512, .n_threads = 0};
     CHECK_OK(spqr_ctx_new(m, &co, &c, &err), &err);
     spqr_ppl_opts po = {2048, SPQR_PPL_GPTQ, 2, NULL, NULL};
     spqr_ppl_result r;
@@ -348,7 +348,7 @@ static void test_ppl_stories_llamacpp(void) {
     size_t n;
     CHECK_OK(spqr_tokenizer_encode(spqr_model_tokenizer(m), text, len, 1, &ids, &n, &err), &err);
     spqr_ctx *c;
-    spqr_ctx_opts co = {256, 256, 2, 0};
+    spqr_ctx_opts co = {.n_ctx = 256, .n_batch = 256, .n_threads = 2};
     CHECK_OK(spqr_ctx_new(m, &co, &c, &err), &err);
     spqr_ppl_opts po = {256, SPQR_PPL_LLAMACPP, 0, NULL, NULL};
     spqr_ppl_result r;

@@ -332,7 +332,7 @@ static void test_file_roundtrip(void) {
         const int32_t ids[] = {1, 403, 407, 261, 378, 429, 271, 400};
         float *pre = malloc(8 * 512 * sizeof *pre);
         spqr_ctx *c1, *c2;
-        spqr_ctx_opts o8 = {8, 8, 2, 0}, o1 = {8, 1, 2, 0};
+        spqr_ctx_opts o8 = {.n_ctx = 8, .n_batch = 8, .n_threads = 2}, o1 = {.n_ctx = 8, .n_batch = 1, .n_threads = 2};
         CHECK_OK(spqr_ctx_new(f, &o8, &c1, &err), &err);
         CHECK_OK(spqr_ctx_new(f, &o1, &c2, &err), &err);
         CHECK_OK(spqr_ctx_forward(c1, ids, 8, 0, 1, &err), &err);

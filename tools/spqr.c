@@ -27,7 +27,7 @@
 
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
-    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch;
+    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch, gpu;
     float temp, top_p;
     unsigned long long seed;
     /* quantize: -1 / NAN = the method's default */
@@ -53,7 +53,9 @@ static void usage(FILE *f) {
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
           "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json);\n"
           "  --act8: decode one token at a time with 8-bit activations (VNNI; faster, slightly less exact);\n"
-          "  --batch N (ppl): tokens per forward call, default 512; 1 scores through the decode kernels\n"
+          "  --batch N (ppl): tokens per forward call, default 512; 1 scores through the decode kernels;\n"
+          "  --gpu: run (ppl/run/bench/logits) or quantize on the first CUDA device (make CUDA=1 builds);\n"
+          "  --gpu-f16: run on the GPU with quantized matrices dequantized to fp16 (the 16-bit baseline)\n"
           "MODEL: a Hugging Face directory (config.json + safetensors) or a llama2.c .bin checkpoint\n",
           f);
 }
@@ -120,6 +122,8 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--max-chunks")) a.max_chunks = (int)parse_long(o, VAL(), 1, 1 << 30);
         else if (!strcmp(o, "--json")) a.json = 1;
         else if (!strcmp(o, "--act8")) a.act8 = 1;
+        else if (!strcmp(o, "--gpu")) a.gpu = 1;
+        else if (!strcmp(o, "--gpu-f16")) a.gpu = 2;
         else if (!strcmp(o, "--batch")) a.batch = (int)parse_long(o, VAL(), 1, 1 << 20);
         else if (!strcmp(o, "--no-bos")) a.no_bos = 1;
         else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
@@ -176,7 +180,7 @@ static const spqr_tokenizer *need_tokenizer(const spqr_model *m) {
 static spqr_ctx *new_ctx(const spqr_model *m, int n_ctx, int n_batch, const args *a) {
     spqr_ctx *c;
     spqr_error err;
-    spqr_ctx_opts o = {n_ctx, n_batch, a->threads, a->act8};
+    spqr_ctx_opts o = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = a->threads, .act8 = a->act8, .gpu = a->gpu};
     if (spqr_ctx_new(m, &o, &c, &err)) die("%s", err.msg);
     return c;
 }
@@ -603,6 +607,7 @@ static int cmd_quantize(const args *a) {
     if (!isnan(a->percdamp)) o.percdamp = a->percdamp;
     if (a->simplified) o.simplified_outliers = 1;
     o.head_bits = a->head_bits;
+    o.gpu = a->gpu != 0;
     if (a->nsamples > 0) o.nsamples = a->nsamples;
     if (a->seqlen > 0) o.seqlen = a->seqlen;
     o.seed = a->seed_set ? a->seed : 0;

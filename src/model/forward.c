@@ -12,6 +12,9 @@
  */
 #include "core/pool.h"
 #include "model/forward.h"
+#ifdef SPQR_CUDA
+#include "cuda/spqr_cuda.h"
+#endif
 
 #include <cblas.h>
 #include <math.h>
@@ -25,6 +28,7 @@ struct spqr_ctx {
     const spqr_model *m;
     int n_ctx, n_batch, n_threads;
     char kernels[32];       /* the kernels' name, "+act8" when decode uses 8-bit activations */
+    void *gpu;              /* spqr_cuda_model when the forward pass runs on a CUDA device (SPQR_CUDA builds) */
     spqr_pool *pool;
     float *x, *xb;          /* [n_batch][dim]: residual stream, normed input */
     float *q, *att;         /* [n_batch][n_heads*hd] */
@@ -232,6 +236,9 @@ spqr_status spqr_ctx_forward(spqr_ctx *c, const int32_t *ids, int n, int pos, in
     if (!c->logits) return spqr_set_err(err, SPQR_E_ARG, "forward: this context was made without logits");
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= cfg->vocab_size) return spqr_set_err(err, SPQR_E_ARG, "forward: token id %d is outside the vocabulary (%d)", ids[i], cfg->vocab_size);
+#ifdef SPQR_CUDA
+    if (c->gpu) return spqr_cuda_forward(c->gpu, ids, n, pos, all_logits, c->logits, err);
+#endif
     const int dim = cfg->dim;
     for (int i = 0; i < n; i++) spqr_model_embed_row(m, ids[i], c->x + (size_t)i * dim);
     for (int l = 0; l < cfg->n_layers; l++) layer_forward(c, l, n, pos, NULL, NULL);
@@ -325,12 +332,31 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
         spqr_ctx_free(c);
         return spqr_set_err(err, SPQR_E_NOMEM, "context: cannot start %d threads", o.n_threads);
     }
+    if (o.gpu) {
+#ifdef SPQR_CUDA
+        spqr_cuda_model_opts go = {o.n_ctx, o.n_batch, o.gpu == 2, 0};
+        spqr_cuda_model *g = NULL;
+        spqr_status st = spqr_cuda_model_new(m, &go, &g, err);
+        if (st) {
+            spqr_ctx_free(c);
+            return st;
+        }
+        c->gpu = g;
+        snprintf(c->kernels, sizeof c->kernels, "cuda%s", o.gpu == 2 ? "+fp16" : "");
+#else
+        spqr_ctx_free(c);
+        return spqr_set_err(err, SPQR_E_UNSUPPORTED, "context: this build has no CUDA support (build with make CUDA=1)");
+#endif
+    }
     *out = c;
     return SPQR_OK;
 }
 
 void spqr_ctx_free(spqr_ctx *c) {
     if (!c) return;
+#ifdef SPQR_CUDA
+    spqr_cuda_model_free(c->gpu);
+#endif
     spqr_pool_free(c->pool);
     float *bufs[] = {c->x, c->xb, c->q, c->att, c->k, c->v, c->hb, c->hb2, c->scores, c->kcache, c->vcache, c->rope_cos, c->rope_sin, c->logits, c->mm.scratch, c->mm.xbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) spqr_aligned_free(bufs[i]);

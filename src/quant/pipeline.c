@@ -16,6 +16,9 @@
 #include "model/forward.h"
 #include "quant/calib.h"
 #include "quant/quantize.h"
+#ifdef SPQR_CUDA
+#include "cuda/quant_cuda.h"
+#endif
 
 #include <cblas.h>
 #include <math.h>
@@ -65,10 +68,24 @@ static void hess_task(void *arg, int ith, int nth) {
     }
 }
 
-typedef struct { float *H[4]; float alpha; spqr_pool *pool; } hess_acc;
+typedef struct {
+    float *H[4];
+    float alpha;
+    spqr_pool *pool;
+    void *gpu;       /* spqr_cuda_qctx: accumulate on the device into Hdev instead (SPQR_CUDA builds) */
+    float *Hdev[4];
+    spqr_status st;  /* the first device error */
+    spqr_error err;
+} hess_acc;
 
 static void capture(void *user, int which, const float *X, int n, int cols) {
     hess_acc *a = user;
+#ifdef SPQR_CUDA
+    if (a->gpu) {
+        if (!a->st) a->st = spqr_cuda_hessian_add_host(a->gpu, X, n, cols, a->alpha, a->Hdev[which], &a->err);
+        return;
+    }
+#endif
     hess_job j = {X, n, cols, a->H[which], a->alpha};
     spqr_pool_run(a->pool, hess_task, &j);
 }
@@ -121,6 +138,8 @@ typedef struct {
     spqr_wtensor *wt;
     spqr_sb meta, calib_meta;
     spqr_ctx *ctx;
+    void *gpu;      /* spqr_cuda_qctx (opts.gpu, SPQR_CUDA builds) */
+    float *Hdev[4]; /* the Hessians on the device */
 } run_state;
 
 static void run_free(run_state *r, int n_res) {
@@ -137,6 +156,60 @@ static void run_free(run_state *r, int n_res) {
     spqr_sb_free(&r->meta);
     spqr_sb_free(&r->calib_meta);
     spqr_ctx_free(r->ctx);
+#ifdef SPQR_CUDA
+    for (int i = 0; i < 4; i++) spqr_cuda_free(r->Hdev[i]);
+    spqr_cuda_qctx_free(r->gpu);
+#endif
+}
+
+/* Quantizes jobs[0..n): on the pool's threads (one matrix each), or one after another on the GPU. */
+static void run_jobs(run_state *r, qjob *jobs, int n, const spqr_qparams *p) {
+#ifdef SPQR_CUDA
+    if (r->gpu) {
+        for (int i = 0; i < n; i++) {
+            double t0 = spqr_now();
+            jobs[i].st = spqr_cuda_quantize_matrix(r->gpu, jobs[i].lin->w, jobs[i].lin->rows, jobs[i].lin->cols, jobs[i].H, p, &jobs[i].res, &jobs[i].err);
+            jobs[i].seconds = spqr_now() - t0;
+        }
+        return;
+    }
+#endif
+    qjobs q = {jobs, n, p, 0};
+    spqr_pool_run(spqr_ctx_pool(r->ctx), quant_task, &q);
+}
+
+/* Zeroes the Hessians before a block's calibration pass (host or device). */
+static spqr_status hess_clear(run_state *r, const int *hd, spqr_error *err) {
+    for (int i = 0; i < 4; i++) {
+#ifdef SPQR_CUDA
+        if (r->gpu) {
+            spqr_status st = spqr_cuda_memset0(r->Hdev[i], (size_t)hd[i] * hd[i] * sizeof(float), err);
+            if (st) return st;
+            continue;
+        }
+#endif
+        memset(r->H[i], 0, (size_t)hd[i] * hd[i] * sizeof(float));
+    }
+    return SPQR_OK;
+}
+
+/* After the pass: the full symmetric Hessians in r->H (from the device if accumulated there). */
+static spqr_status hess_finish(run_state *r, const int *hd, hess_acc *acc, spqr_error *err) {
+    for (int i = 0; i < 4; i++) {
+#ifdef SPQR_CUDA
+        if (r->gpu) {
+            if (acc->st) return spqr_set_err(err, acc->st, "Hessian on the GPU: %s", acc->err.msg);
+            spqr_status st = spqr_cuda_hessian_symmetrize(r->gpu, r->Hdev[i], hd[i], err);
+            if (!st) st = spqr_cuda_d2h(r->H[i], r->Hdev[i], (size_t)hd[i] * hd[i] * sizeof(float), err);
+            if (st) return st;
+            continue;
+        }
+#endif
+        symmetrize(r->H[i], hd[i]);
+    }
+    (void)acc;
+    (void)err;
+    return SPQR_OK;
 }
 
 static spqr_status check_opts(const spqr_model *m, const spqr_quant_opts *o, spqr_error *err) {
@@ -177,7 +250,7 @@ static spqr_status quantize_head(spqr_model *m, const spqr_quant_opts *o, const 
             const float inv = 1.0f / sqrtf(ss / (float)dim + cfg->norm_eps);
             for (int d = 0; d < dim; d++) x[d] = x[d] * inv * m->final_norm[d];
         }
-        hess_acc acc = {{H, NULL, NULL, NULL}, 2.0f / (float)o->nsamples, spqr_ctx_pool(r->ctx)};
+        hess_acc acc = {{H, NULL, NULL, NULL}, 2.0f / (float)o->nsamples, spqr_ctx_pool(r->ctx), NULL, {NULL}, SPQR_OK, {0}}; /* on the CPU: one dim x dim */
         for (size_t i = 0; i < n_tok; i += 512) capture(&acc, 0, r->X + i * dim, (int)(n_tok - i < 512 ? n_tok - i : 512), dim);
         symmetrize(H, dim);
     }
@@ -187,8 +260,7 @@ static spqr_status quantize_head(spqr_model *m, const spqr_quant_opts *o, const 
     memset(&j, 0, sizeof j);
     j.lin = head;
     j.H = H;
-    qjobs q = {&j, 1, &hp, 0};
-    spqr_pool_run(spqr_ctx_pool(r->ctx), quant_task, &q); /* one job: the sweep's BLAS calls are single-threaded */
+    run_jobs(r, &j, 1, &hp); /* one job (on the CPU: the sweep's BLAS calls are single-threaded) */
     if (j.st) return spqr_set_err(err, j.st, "output head: %s", j.err.msg);
     void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
     if (!owned) { spqr_qresult_free(&j.res); return spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); }
@@ -238,12 +310,23 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
     const int n_res = L * N_MODULES + (o.head_bits ? 1 : 0); /* the head last */
     r.res = calloc((size_t)n_res, sizeof *r.res);
     if (!r.res) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
+    if (o.gpu) {
+#ifdef SPQR_CUDA
+        const int hd[4] = {dim, qd, dim, hid};
+        if ((st = spqr_cuda_qctx_new(NULL, (spqr_cuda_qctx **)&r.gpu, err))) goto done;
+        for (int i = 0; i < 4 && calibrate; i++)
+            if (!(r.Hdev[i] = spqr_cuda_malloc((size_t)hd[i] * hd[i] * sizeof(float), err))) { st = err->code; goto done; }
+#else
+        st = spqr_set_err(err, SPQR_E_UNSUPPORTED, "quantize --gpu: this build has no CUDA support (build with make CUDA=1)");
+        goto done;
+#endif
+    }
     for (int l = 0; l < L; l++) /* every weight must be fp32 here */
         for (int k = 0; k < N_MODULES; k++)
             if (!module_linear(&m->layers[l], k)->w) { st = spqr_set_err(err, SPQR_E_ARG, "quantize: layer %d %s is not fp32", l, module_name[k]); goto done; }
 
     const int nb = o.seqlen < 512 ? o.seqlen : 512;
-    spqr_ctx_opts co = {calibrate ? o.seqlen : 1, calibrate ? nb : 1, o.n_threads, 0};
+    spqr_ctx_opts co = {.n_ctx = calibrate ? o.seqlen : 1, .n_batch = calibrate ? nb : 1, .n_threads = o.n_threads};
     if ((st = spqr_ctx_new_ex(m, &co, 0, &r.ctx, err))) goto done;
     sum->threads = spqr_ctx_n_threads(r.ctx);
     const size_t act = calibrate ? (size_t)o.nsamples * o.seqlen * dim : 0;
@@ -269,15 +352,15 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
         spqr_layer *ly = &m->layers[l];
         if (calibrate) {
             const int hd[4] = {dim, qd, dim, hid};
-            for (int i = 0; i < 4; i++) memset(r.H[i], 0, (size_t)hd[i] * hd[i] * sizeof(float));
-            hess_acc acc = {{r.H[0], r.H[1], r.H[2], r.H[3]}, 2.0f / (float)o.nsamples, spqr_ctx_pool(r.ctx)};
+            if ((st = hess_clear(&r, hd, err))) break;
+            hess_acc acc = {{r.H[0], r.H[1], r.H[2], r.H[3]}, 2.0f / (float)o.nsamples, spqr_ctx_pool(r.ctx), r.gpu,
+                            {r.Hdev[0], r.Hdev[1], r.Hdev[2], r.Hdev[3]}, SPQR_OK, {0}};
             for (int s = 0; s < o.nsamples && !st; s++)
                 for (int p = 0; p < o.seqlen && !st; p += nb) {
                     int n = o.seqlen - p < nb ? o.seqlen - p : nb;
                     st = spqr_ctx_block(r.ctx, l, r.X + ((size_t)s * o.seqlen + p) * dim, NULL, n, p, capture, &acc, err);
                 }
-            if (st) break;
-            for (int i = 0; i < 4; i++) symmetrize(r.H[i], hd[i]);
+            if (st || (st = hess_finish(&r, hd, &acc, err))) break;
         }
         qjob jobs[N_MODULES];
         memset(jobs, 0, sizeof jobs);
@@ -286,8 +369,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
             jobs[i].lin = module_linear(ly, k);
             jobs[i].H = calibrate ? r.H[module_hess[k]] : NULL;
         }
-        qjobs q = {jobs, N_MODULES, &qp, 0};
-        spqr_pool_run(spqr_ctx_pool(r.ctx), quant_task, &q);
+        run_jobs(&r, jobs, N_MODULES, &qp);
         for (int i = 0; i < N_MODULES && !st; i++)
             if (jobs[i].st) {
                 st = spqr_set_err(err, jobs[i].st, "block %d %s: %s", l, module_name[order[i]], jobs[i].err.msg);
