@@ -100,7 +100,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     std::vector<float> yh((size_t)NMAX * rows);
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
-        {SPQR_CUDA_FUSED, "fused", 5e-5}};
+        {SPQR_CUDA_FUSED, "fused", 2e-4}};
     const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
@@ -139,7 +139,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         float *xfd;
         CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
-        const double tol = fused ? 5e-5 : 1e-5;
+        const double tol = fused ? 2e-4 : 1e-5;
         double worst = 0;
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
