@@ -34,7 +34,8 @@ struct spqr_ctx {
     float *q, *att;         /* [n_batch][n_heads*hd] */
     float *k, *v;           /* [n_batch][n_kv*hd]: this batch's keys/values before caching */
     float *hb, *hb2;        /* [n_batch][hidden] */
-    float *scores;          /* [n_threads][n_batch][n_ctx] attention scores */
+    float *scores;          /* [n_threads][scores_rows][n_ctx] attention scores */
+    int scores_rows;        /* max(n_batch, query heads per KV head) */
     float *kcache, *vcache; /* [n_layers][n_kv][n_ctx][hd] */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *logits;          /* [n_batch][vocab] */
@@ -136,8 +137,28 @@ static void attn_task(void *arg, int ith, int nth) {
     const int hd = cfg->head_dim, qd = cfg->n_heads * hd, group = cfg->n_heads / cfg->n_kv_heads;
     const int n = j->n, p0 = j->p0, T = p0 + n, window = c->m->sliding_window;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *S = c->scores + (size_t)ith * c->n_batch * c->n_ctx; /* [n][T], row stride T */
+    float *S = c->scores + (size_t)ith * c->scores_rows * c->n_ctx; /* [n][T] (decode: [group][T]), row stride T */
     int h0, h1;
+    if (n == 1) { /* decode: the query heads of one KV head together, so K and V are read once per group */
+        spqr_split(cfg->n_kv_heads, ith, nth, 1, &h0, &h1);
+        for (int kvh = h0; kvh < h1; kvh++) {
+            const size_t cache_off = ((size_t)j->layer * cfg->n_kv_heads + kvh) * c->n_ctx * hd;
+            const float *K = c->kcache + cache_off, *V = c->vcache + cache_off; /* [T][hd] */
+            const float *Q = c->q + (size_t)kvh * group * hd;                    /* [group][hd] */
+            float *O = c->att + (size_t)kvh * group * hd;
+            const int first = window > 0 && T - window > 0 ? T - window : 0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, T - first, hd, scale, Q, hd, K + (size_t)first * hd, hd, 0.0f, S, T);
+            for (int g = 0; g < group; g++) {
+                float *sr = S + (size_t)g * T, mx = -INFINITY, sum = 0;
+                for (int t = 0; t < T - first; t++) mx = sr[t] > mx ? sr[t] : mx;
+                for (int t = 0; t < T - first; t++) { sr[t] = expf(sr[t] - mx); sum += sr[t]; }
+                const float inv = 1.0f / sum;
+                for (int t = 0; t < T - first; t++) sr[t] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, group, hd, T - first, 1.0f, S, T, V + (size_t)first * hd, hd, 0.0f, O, hd);
+        }
+        return;
+    }
     spqr_split(cfg->n_heads, ith, nth, 1, &h0, &h1);
     for (int h = h0; h < h1; h++) {
         const int kvh = h / group;
@@ -305,7 +326,8 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
     c->v = spqr_aligned_alloc(B * kvd, sizeof(float));
     c->hb = spqr_aligned_alloc(B * cfg->hidden_dim, sizeof(float));
     c->hb2 = spqr_aligned_alloc(B * cfg->hidden_dim, sizeof(float));
-    c->scores = spqr_aligned_alloc((size_t)o.n_threads * B * o.n_ctx, sizeof(float));
+    c->scores_rows = o.n_batch > cfg->n_heads / cfg->n_kv_heads ? o.n_batch : cfg->n_heads / cfg->n_kv_heads;
+    c->scores = spqr_aligned_alloc((size_t)o.n_threads * c->scores_rows * o.n_ctx, sizeof(float));
     c->kcache = spqr_aligned_alloc(cache, sizeof(float));
     c->vcache = spqr_aligned_alloc(cache, sizeof(float));
     c->rope_cos = spqr_aligned_alloc((size_t)o.n_ctx * hd / 2, sizeof(float));
