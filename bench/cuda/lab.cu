@@ -8,6 +8,8 @@
  *                                                           (SPQR_CUDA_TILED, src/cuda)
  *   v4 deq+gemm dequantize to fp16 + cuBLAS GemmEx          (SPQR_CUDA_DEQUANT, src/cuda)
  *   v5 fused    rows in lanes, in-block x gather, one launch (SPQR_CUDA_FUSED, src/cuda)
+ *   v6 split-K  v5's layout, one block per (32 rows, chunk of 4 or 8 column tiles), in-kernel chunk
+ *               reduction (spqr_cuda_v6.cu): v6-w4, v6-w8 (warps = column tiles per block)
  *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
  *
  * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
@@ -15,9 +17,10 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
+ *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
  */
 #include <algorithm>
 #include <math.h>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "cuda/spqr_cuda_internal.cuh"
+#include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
 #include "synth.h"
 }
@@ -189,11 +193,12 @@ static double rel_err(const float *Wref, int rows, int cols, const __half *xh, i
 struct cfg { uint32_t kind, wbits, gs, qq_gs; double out; int perm; const char *name; int full; };
 
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0;
+    int quick = 0, fast = 0, v56 = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--fast")) fast = 1;
+        else if (!strcmp(argv[i], "--v56")) fast = v56 = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
@@ -286,29 +291,37 @@ int main(int argc, char **argv) {
             }
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
-                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}};
+                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED},
+                                {"v6-w4", 204}, {"v6-w8", 208}};
             for (const alg &al : algs) {
-                const int id = al.id > 100 ? SPQR_CUDA_TILED : al.id;
-                ctx->tiled_rpw = al.id > 100 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
+                const bool isv6 = al.id > 200;
+                if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
+                if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
+                const int id = isv6 ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
+                ctx->tiled_rpw = al.id > 100 && !isv6 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
                 if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
-                if (al.id > 100 && cf.full != 1) continue;
-                if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || al.id > 100)) continue; /* --fast: v3 (default rows per warp), v4, v5 */
+                if (al.id > 100 && !isv6 && cf.full != 1) continue;
+                if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && !isv6))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
                 if (cf.full != 1 && (al.id == 0 || al.id == SPQR_CUDA_GENERIC)) continue;
                 const double wb = (double)spqr_cuda_weight_bytes(m0, id ? (spqr_cuda_algo)id : SPQR_CUDA_GENERIC);
                 const int NC = std::max(2, (int)ceil(L2_ROT / wb));
                 std::vector<spqr_cuda_qmatrix *> ms(NC);
                 ms[0] = m0;
                 for (int i = 1; i < NC; i++) ms[i] = clone(m0, &sm.view);
+                std::vector<spqr_cuda_v6 *> v6s(isv6 ? NC : 0);
+                for (size_t i = 0; i < v6s.size(); i++) OKE(spqr_cuda_v6_new(ms[i], al.id - 200, &v6s[i], &er), er);
                 float2 *xp1;
                 CHECK(cudaMalloc(&xp1, (size_t)cols * 8 * sizeof(float2)));
                 for (int n : (cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6) : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4))) {
                     if (al.id == 0 && n > 1) continue;
                     if (id == SPQR_CUDA_GENERIC && n > 8) continue;
                     if (al.id > 100 && n > 8) continue;
+                    if (v56 && n > 4) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     if (id == SPQR_CUDA_FUSED && n > 8) continue;
                     auto op = [&](int i) {
                         if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
+                        else if (isv6) OKE(spqr_cuda_v6_matmul(ctx, v6s[i], xd, 0, n, yd, &er), er);
                         else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
                     };
                     CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
@@ -319,7 +332,8 @@ int main(int argc, char **argv) {
                     double e = rel_err(Wref.data(), rows, cols, xh.data(), nchk, yh.data());
                     for (size_t i = 0; i < (size_t)n * rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
                     double us = time_op(NC, st, op);
-                    const double bytes = wb + 2.0 * n * cols + 4.0 * n * rows;
+                    /* v6: + the partial sums read back (nchunk x n x rows fp32, L2) */
+                    const double bytes = wb + 2.0 * n * cols + 4.0 * n * rows + (isv6 && v6s[0]->nchunk > 1 ? 4.0 * n * rows * v6s[0]->nchunk : 0);
                     const double sp_ = cub_us[si][n] / us;
                     printf("%-12s %-16s %-10s %3d %9.2f %8.0f %6.1f%% %8.2fx %9.2e%s\n", shape, cf.name, al.name, n, us, bytes / us / 1e3,
                            100 * bytes / us / 1e3 / read_gbs, sp_, e, e < 2e-3 ? "" : "  <-- CHECK FAILED");
@@ -327,6 +341,7 @@ int main(int argc, char **argv) {
                     fflush(stdout);
                 }
                 CHECK(cudaFree(xp1));
+                for (auto p : v6s) spqr_cuda_v6_free(p);
                 for (int i = 1; i < NC; i++) {
                     spqr_cuda_qmatrix *c = ms[i];
                     c->perm = NULL; c->orp = NULL; c->ocol = NULL; /* inside blob */

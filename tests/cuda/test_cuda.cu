@@ -7,6 +7,9 @@
  *            ‖y − ref‖ / ‖ref‖: GENERIC (fp32 throughout) 1e-5; TILED (fp32 math, outliers as fp16
  *            deltas) 5e-4; DEQUANT and AUTO (fp16 weights into cuBLAS, fp32 accumulation) 1e-3.
  *            y is poisoned with NaN first: every element must be written.
+ *   v6:      the split-K kernel (spqr_cuda_v6.cu) on the fused layout, 1, 4 and 8 warps per block, at every n
+ *            above (fp16 x) and n in {1, 3, 5} (fp32 x), called twice per n (its chunk counters must reset),
+ *            tolerance 2e-4 as FUSED.
  * Without a CUDA device it says SKIPPED on its first line and exits 0.
  */
 #include <math.h>
@@ -19,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/spqr_cuda.h"
+#include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
 #include "synth.h"
 }
@@ -122,6 +126,51 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         }
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
     }
+    /* v6 split-K on the fused layout: fp16 x at every n (twice: the counters must have been reset), fp32 x at n = 1, 3, 5 */
+    if (spqr_cuda_v6_supported(m)) {
+        std::vector<float> xf((size_t)8 * cols);
+        uint64_t rng6 = seed * 13 + 5;
+        for (auto &v : xf) v = (float)(2 * synth_uniform(&rng6) - 1);
+        std::vector<double> reff((size_t)8 * rows);
+        for (int b = 0; b < 8; b++)
+            for (uint32_t r = 0; r < rows; r++) {
+                double s = 0;
+                for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
+                reff[(size_t)b * rows + r] = s;
+            }
+        float *xfd;
+        CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
+        CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+        for (int wpb : {4, 1, 8}) {
+            spqr_cuda_v6 *p6;
+            if (spqr_cuda_v6_new(m, wpb, &p6, &er)) { printf("FAIL %s: v6_new: %s\n", name, er.msg); n_fail++; continue; }
+            double worst = 0;
+            for (int f32 = 0; f32 < 2; f32++)
+                for (int n : ns) {
+                    if (f32 && n != 1 && n != 3 && n != 5) continue;
+                    for (int rep = 0; rep < 2; rep++) {
+                        CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+                        if (spqr_cuda_v6_matmul(ctx, p6, f32 ? (const void *)xfd : (const void *)xd, f32, n, yd, &er)) {
+                            printf("FAIL %s v6 n=%d: %s\n", name, n, er.msg); n_fail++; continue;
+                        }
+                        CUDA_OK(cudaDeviceSynchronize());
+                        CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+                        const double *rf = f32 ? reff.data() : ref.data();
+                        double num = 0, den = 0;
+                        for (size_t i = 0; i < (size_t)n * rows; i++) { double d = yh[i] - rf[i]; num += d * d; den += rf[i] * rf[i]; }
+                        double e = sqrt(num / (den > 0 ? den : 1));
+                        if (!isfinite(e)) e = INFINITY;
+                        char what[64];
+                        snprintf(what, sizeof what, "v6 w%d %s n=%d rep %d rel err", p6->wpb, f32 ? "f32" : "f16", n, rep);
+                        report(e <= 2e-4, name, what, e, 2e-4);
+                        worst = fmax(worst, e);
+                    }
+                }
+            printf("  v6-w%d    max rel err %.2e (tol 2e-4), %d chunks\n", p6->wpb, worst, p6->nchunk);
+            spqr_cuda_v6_free(p6);
+        }
+        cudaFree(xfd);
+    }
     /* fp32 activations (not fp16-representable) through spqr_cuda_matmul_f32, on an upload of the
      * fused layout alone when the matrix has it (else the full upload: GENERIC) */
     {
@@ -191,6 +240,8 @@ int main(void) {
         {SPQR_TK_SPQR, 70, 3000, 4, 16, 3, 16, 0.02, 1},
         {SPQR_TK_SPQR, 33, 6000, 2, 16, 4, 64, 0.01, 0},
         {SPQR_TK_SPQR, 96, 512, 3, 16, 3, 16, 0.01, 1},
+        {SPQR_TK_SPQR, 77, 2500, 3, 16, 3, 16, 0.02, 1},
+        {SPQR_TK_SPQR, 200, 4096, 3, 16, 3, 16, 0.01, 1},
         {SPQR_TK_GPTQ, 129, 256, 4, 128, 0, 0, 0, 0},
         {SPQR_TK_GPTQ, 70, 300, 3, 32, 0, 0, 0, 1},
         {SPQR_TK_GPTQ, 50, 200, 4, 16, 0, 0, 0, 0},
