@@ -24,7 +24,6 @@ LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcudart -lstdc++
 endif
 
 LIB_SRC  := $(shell find src -name '*.c' | sort)
-LIB_SRC  := $(filter-out src/cuda/%,$(LIB_SRC))
 ifneq ($(shell uname -m),x86_64)
 LIB_SRC  := $(filter-out src/kernels/x86/%,$(LIB_SRC))
 endif
@@ -51,6 +50,10 @@ $(BUILD)/libspqr.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/spqr: $(BUILD)/tools/spqr.o $(BUILD)/libspqr.a
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The decode kernels alone on a .spqr file's matrices (bench/kernel_bench.c).
+$(BUILD)/kernel-bench: $(BUILD)/bench/kernel_bench.o $(BUILD)/libspqr.a
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/spqr-test: $(TEST_OBJ) $(BUILD)/libspqr.a
@@ -81,7 +84,7 @@ test-asan:
 
 # NEON: the kernels and their random-matrix suite only (no BLAS for AArch64 needed), static.
 NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c src/kernels/qtiles.c \
-            src/kernels/arm/qgemv_neon.c tests/test_kernels_random.c tests/main.c
+            src/kernels/arm/qgemv_neon.c src/cuda/mma_layout.c tests/test_kernels_random.c tests/main.c
 test-neon: deps
 	@mkdir -p $(BUILD)
 	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -DSPQR_TESTS_KERNELS_ONLY $(WARN) -O2 -static -Iinclude -Isrc $(NEON_SRC) \

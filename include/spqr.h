@@ -217,6 +217,14 @@ int64_t spqr_model_decode_bytes(const spqr_model *m);
  * Use a buffer well above the last-level cache to measure DRAM. */
 spqr_status spqr_measure_read_bandwidth(size_t bytes, int n_threads, double *gbs, spqr_error *err);
 
+/* The OpenBLAS kernels in use ("SkylakeX", "Haswell", "Prescott", ...; static string). */
+const char *spqr_blas_core(void);
+/* When OpenBLAS fell back to its generic SSE3 kernels on a CPU with AVX2 or AVX-512 (a CPU newer
+ * than the OpenBLAS release: sgemm several times slower), the OPENBLAS_CORETYPE value that selects
+ * the right ones ("SkylakeX", "Haswell"); else NULL. OpenBLAS reads that variable only when it is
+ * loaded, so a program sets it and re-executes itself (the spqr CLI and test program do). */
+const char *spqr_blas_core_advice(void);
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Inference context: KV cache, scratch buffers, worker threads                                   */
 /* ---------------------------------------------------------------------------------------------- */

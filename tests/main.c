@@ -1,5 +1,6 @@
 /* main.c — runs every test suite, or those whose name contains argv[1]. */
 #include "harness.h"
+#include "spqr.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -75,6 +76,14 @@ static void cleanup(void) {
 }
 
 int main(int argc, char **argv) {
+#ifndef SPQR_TESTS_KERNELS_ONLY
+    /* OpenBLAS's generic kernels on a CPU newer than it: re-execute with the right ones (spqr.h) */
+    const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : spqr_blas_core_advice();
+    if (want) {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        execv("/proc/self/exe", argv);
+    }
+#endif
     const char *filter = argc > 1 ? argv[1] : NULL;
     atexit(cleanup);
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -12,6 +12,7 @@
 #include "format/qmatrix.h"
 #include "kernels/cpu.h"
 #include "kernels/qtiles.h"
+#include "cuda/mma_layout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -215,7 +216,164 @@ static void test_random_blobs(void) {
     printf("    %d random matrices, %d ISA-kernel checks\n", cases, isa);
 }
 
+/* ---- the GPU tensor-core kernel's layout (cuda/mma_layout.h), its arithmetic emulated ---------- */
+
+static float f16r(float f) { return spqr_f16_to_f32(spqr_f32_to_f16(f)); }
+
+/* y[b][r] (double) of the MMA kernel (spqr_cuda_mma.cu), emulated lane by lane from the layout: the
+ * kernel's fp16 weights (k1, hs, hk per field; HSUB2 + HFMA2 per pair), fp16 activations, every
+ * (row, k) element of every fragment placed by the PTX fragment layout of mma.m16n8k16, then the
+ * outlier segments. x [n][cols] in the original column order. */
+static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double *y) {
+    const unsigned W = L->wbits;
+    const int sp = L->kind == SPQR_TK_SPQR;
+    memset(y, 0, (size_t)n * L->rows * sizeof *y);
+    float *x16 = malloc((size_t)n * L->nku * 128 * sizeof *x16); /* stored order, zero past cols */
+    for (int b = 0; b < n; b++)
+        for (uint32_t j = 0; j < L->nku * 128; j++)
+            x16[(size_t)b * L->nku * 128 + j] = j < L->cols ? f16r(x[(size_t)b * L->cols + (L->perm ? (uint32_t)L->perm[j] : j)]) : 0.f;
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t u = 0; u < L->nku; u++) {
+            const uint64_t unit = (uint64_t)rt * L->nku + u;
+            for (unsigned lane = 0; lane < 32; lane++) {
+                const unsigned gl = lane >> 2, t = lane & 3;
+                uint32_t w[16];
+                for (unsigned k = 0; k < 4 * W; k++) w[k] = L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4];
+                float K1[8], HS[8], HK[8];
+                for (unsigned fi = 0; fi < 8; fi++) {
+                    const unsigned kc = fi >> 2, mt = (fi >> 1) & 1, h = fi & 1;
+                    const uint32_t g = (u * 128 + kc * 64 + 16 * t) / L->gs, row = rt * 32 + mt * 16 + h * 8 + gl;
+                    float s, z;
+                    if (sp) {
+                        const uint32_t byte = (L->fields[unit * 64 + lane * 2 + (fi >> 2)] >> (8 * (fi & 3))) & 0xffu;
+                        const uint16_t *q = L->qq + ((uint64_t)((rt * 32 + mt * 16) / L->qq_gs) * L->gpad + g) * 4;
+                        const float ss = spqr_f16_to_f32(q[0]), sz = spqr_f16_to_f32(q[1]), zs = spqr_f16_to_f32(q[2]), zz = spqr_f16_to_f32(q[3]);
+                        s = fmaf((float)(byte & 15u), ss, -ss * sz);
+                        z = fmaf((float)(byte >> 4), zs, -zs * zz);
+                    } else {
+                        const uint32_t f = L->fields[(uint64_t)row * L->gpad + g];
+                        s = spqr_f16_to_f32((uint16_t)(f & 0xffffu));
+                        z = (float)(f >> 16);
+                    }
+                    const float zr = fminf(fmaxf(rintf(z), -512.f), 512.f);
+                    K1[fi] = 1024.f + zr;
+                    HS[fi] = f16r(s);
+                    HK[fi] = f16r(-s * (z - zr));
+                }
+                for (unsigned kc = 0; kc < 2; kc++)
+                    for (unsigned s = 0; s < 4; s++)
+                        for (unsigned mt = 0; mt < 2; mt++)
+                            for (unsigned i = 0; i < 4; i++) { /* register i of the A fragment, as the kernel builds it */
+                                const unsigned h = i & 1, p = 2 * s + (i >> 1), f = (kc * 2 + mt) * 2 + h;
+                                const uint32_t m = spqr_mma_pair(w, W, ((kc * 2 + mt) * 2 + h) * 8 + p);
+                                for (unsigned e = 0; e < 2; e++) {
+                                    const float c = spqr_f16_to_f32((uint16_t)(m >> (16 * e))) - K1[f]; /* exact */
+                                    const float wv = f16r((float)((double)c * HS[f] + HK[f]));
+                                    /* PTX m16n8k16 A: reg i holds row gl + 8 (i & 1), k = 2t + e + 8 (i >> 1) */
+                                    const uint32_t row = rt * 32 + mt * 16 + gl + 8 * (i & 1);
+                                    const uint32_t j = u * 128 + spqr_mma_kcol(kc, s, 2 * t + e + 8 * (i >> 1));
+                                    if (row >= L->rows) continue;
+                                    for (int b = 0; b < n; b++) y[(size_t)b * L->rows + row] += (double)wv * x16[(size_t)b * L->nku * 128 + j];
+                                }
+                            }
+            }
+        }
+    if (sp)
+        for (uint32_t rt = 0; rt < L->nrt; rt++)
+            for (uint32_t ks = 0; ks < L->S; ks++)
+                for (uint32_t r = 0; r < 32; r++) {
+                    const uint64_t seg = ((uint64_t)rt * L->S + ks) * 32 + r;
+                    for (uint32_t k = L->optr[seg]; k < L->optr[seg + 1]; k++)
+                        for (int b = 0; b < n; b++)
+                            y[(size_t)b * L->rows + rt * 32 + r] += (double)spqr_f16_to_f32(L->odelta[k]) * x16[(size_t)b * L->nku * 128 + L->ocol[k]];
+                }
+    free(x16);
+}
+
+/* The layout's bookkeeping (outlier segments in range, in their slice, columns ascending) and the
+ * emulated kernel against W·x in double: fp16 weights and activations, so 2e-3 relative. */
+static void check_mma(spqr_file_tensor *t, uint32_t S, const char *what) {
+    uint8_t *blob = random_blob(t);
+    spqr_qview v;
+    spqr_error err;
+    if (!blob || spqr_qview_init(&v, t, blob, t->data_size, what, &err) != SPQR_OK) {
+        th_fail(__FILE__, __LINE__, "%s: %s", what, blob ? err.msg : "bad layout");
+        spqr_aligned_free(blob);
+        return;
+    }
+    spqr_mma_layout L;
+    if (spqr_mma_build(&v, S, &L, &err) != SPQR_OK) {
+        th_fail(__FILE__, __LINE__, "%s: %s", what, err.msg);
+        spqr_aligned_free(blob);
+        return;
+    }
+    const uint32_t rows = v.rows, cols = v.cols;
+    CHECKF(L.S >= 1 && L.S * L.ups >= L.nku && (L.S - 1) * L.ups < L.nku, "%s: slices %u x %u units for %u", what, L.S, L.ups, L.nku);
+    const uint64_t nseg = (uint64_t)L.nrt * L.S * 32;
+    CHECKF(L.optr[0] == 0 && L.optr[nseg] == L.n_out, "%s: outlier segments cover %u of %llu", what, L.optr[nseg], (unsigned long long)L.n_out);
+    for (uint64_t sg = 0; sg < nseg; sg++) {
+        const uint32_t ks = (uint32_t)((sg / 32) % L.S);
+        for (uint32_t k = L.optr[sg]; k < L.optr[sg + 1]; k++) {
+            const uint32_t c = L.ocol[k];
+            if (c / (L.ups * 128) != ks || (k > L.optr[sg] && c <= L.ocol[k - 1])) {
+                th_fail(__FILE__, __LINE__, "%s: outlier %u (column %u) misplaced in segment %llu", what, k, c, (unsigned long long)sg);
+                sg = nseg;
+                break;
+            }
+        }
+    }
+    const int n = 3;
+    float *x = malloc((size_t)n * cols * sizeof *x), *ref = malloc((size_t)rows * cols * sizeof *ref);
+    double *y = malloc((size_t)n * rows * sizeof *y);
+    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frnd();
+    spqr_qview_dequant_rows(&v, 0, rows, 1, ref);
+    mma_emulate(&L, x, n, y);
+    double num = 0, den = 0;
+    for (int b = 0; b < n; b++)
+        for (uint32_t r = 0; r < rows; r++) {
+            double d = 0;
+            for (uint32_t c = 0; c < cols; c++) d += (double)ref[(size_t)r * cols + c] * x[(size_t)b * cols + c];
+            num += (y[(size_t)b * rows + r] - d) * (y[(size_t)b * rows + r] - d);
+            den += d * d;
+        }
+    const double rel = sqrt(num / (den > 0 ? den : 1));
+    CHECKF(rel <= 2e-3, "%s (S %u): emulated MMA kernel rel. error %.3e", what, L.S, rel);
+    free(x); free(ref); free(y);
+    spqr_mma_free(&L);
+    spqr_aligned_free(blob);
+}
+
+static void test_mma_layout(void) {
+    const struct { uint32_t kind, rows, cols, w, gs, q, qq_gs, S; } cs[] = {
+        {SPQR_TK_SPQR, 64, 256, 3, 16, 3, 16, 1},   {SPQR_TK_SPQR, 70, 300, 3, 16, 3, 16, 2},  {SPQR_TK_SPQR, 33, 640, 2, 16, 3, 32, 3},
+        {SPQR_TK_SPQR, 100, 1000, 4, 16, 4, 16, 0}, {SPQR_TK_SPQR, 48, 520, 3, 32, 2, 48, 2},  {SPQR_TK_SPQR, 16, 130, 4, 64, 3, 16, 1},
+        {SPQR_TK_SPQR, 96, 384, 2, 16, 1, 64, 3},   {SPQR_TK_SPQR, 20, 40, 3, 16, 3, 16, 1},   {SPQR_TK_GPTQ, 65, 512, 4, 128, 0, 0, 2},
+        {SPQR_TK_GPTQ, 40, 200, 3, 16, 0, 0, 1},    {SPQR_TK_GPTQ, 33, 700, 2, 64, 0, 0, 4},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        spqr_file_tensor t = {0};
+        char what[96];
+        t.kind = cs[i].kind; t.n_dims = 2; t.shape[0] = cs[i].rows; t.shape[1] = cs[i].cols;
+        t.wbits = cs[i].w; t.groupsize = cs[i].gs; t.qq_bits = cs[i].q; t.qq_groupsize = cs[i].qq_gs; t.flags = i & 1 ? SPQR_TF_PERM : 0;
+        snprintf(what, sizeof what, "%s %ux%u w%u g%u q%u/%u", cs[i].kind == SPQR_TK_SPQR ? "SpQR" : "GPTQ", cs[i].rows, cs[i].cols, cs[i].w,
+                 cs[i].gs, cs[i].q, cs[i].qq_gs);
+        check_mma(&t, cs[i].S, what);
+    }
+    /* what the kernel does not take */
+    spqr_qview v = {.kind = SPQR_TK_SPQR, .wbits = 3, .groupsize = 8, .qq_bits = 3, .qq_groupsize = 16, .cols = 64};
+    CHECK(!spqr_mma_supported(&v));
+    v.groupsize = 16; v.qq_groupsize = 8;
+    CHECK(!spqr_mma_supported(&v));
+    v.qq_groupsize = 16; v.wbits = 5;
+    CHECK(!spqr_mma_supported(&v));
+    v.wbits = 3; v.groupsize = 48;
+    CHECK(!spqr_mma_supported(&v));
+    v.groupsize = 16;
+    CHECK(spqr_mma_supported(&v));
+}
+
 const th_test suite_kernels_random[] = {
     {"kernels_random_blobs_all_isas", test_random_blobs},
+    {"kernels_mma_layout_emulated", test_mma_layout},
     {NULL, NULL},
 };

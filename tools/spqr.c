@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
     int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch, gpu;
@@ -535,11 +536,13 @@ static int cmd_bench(const args *a) {
     if (a->json) {
         printf("{\"model\":");
         json_str(stdout, a->model);
-        printf(",\"threads\":%d,\"kernels\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,\"prefill_tok_s\":%.2f,\"prefill_tok_s_std\":%.2f,"
+        printf(",\"threads\":%d,\"kernels\":\"%s\",\"blas_core\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,\"prefill_tok_s\":%.2f,\"prefill_tok_s_std\":%.2f,"
                "\"decode_tok_s\":%.2f,\"decode_tok_s_std\":%.2f,\"weight_bytes_per_token\":%lld,\"effective_gbs\":%.2f,\"mem_read_gbs\":%.2f,"
                "\"roofline_fraction\":%.4f,\"model_size_read_gbs\":%.2f,\"model_size_roofline_fraction\":%.4f}\n",
-               spqr_ctx_n_threads(c), spqr_ctx_kernels(c), np, ng, a->reps, pm, ps, tm, ts, (long long)wbytes, eff, bw, roof, bw_model, roof_model);
+               spqr_ctx_n_threads(c), spqr_ctx_kernels(c), spqr_blas_core(), np, ng, a->reps, pm, ps, tm, ts, (long long)wbytes, eff, bw, roof,
+               bw_model, roof_model);
     } else {
+        printf("BLAS: OpenBLAS, %s kernels\n", spqr_blas_core());
         printf("| model | threads | kernels | test | t/s |\n|---|---|---|---|---|\n");
         if (np) printf("| %s | %d | %s | pp%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), spqr_ctx_kernels(c), np, pm, ps);
         if (ng) printf("| %s | %d | %s | tg%d | %.1f ± %.1f |\n", a->model, spqr_ctx_n_threads(c), spqr_ctx_kernels(c), ng, tm, ts);
@@ -661,7 +664,18 @@ static int cmd_quantize(const args *a) {
     return 0;
 }
 
+
+/* OpenBLAS picks its kernels when it loads; on a CPU newer than it, its generic ones (see
+ * spqr_blas_core_advice): re-execute once with OPENBLAS_CORETYPE set. A set variable is kept. */
+static void blas_core_fixup(char **argv) {
+    const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : spqr_blas_core_advice();
+    if (!want) return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    execv("/proc/self/exe", argv); /* on failure, carry on with the generic kernels */
+}
+
 int main(int argc, char **argv) {
+    blas_core_fixup(argv);
     args a = parse_args(argc, argv);
     if (!strcmp(a.cmd, "ppl")) return cmd_ppl(&a);
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);

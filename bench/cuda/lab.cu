@@ -10,6 +10,9 @@
  *   v5 fused    rows in lanes, in-block x gather, one launch (SPQR_CUDA_FUSED, src/cuda)
  *   v6 split-K  v5's layout, one block per (32 rows, chunk of 4 or 8 column tiles), in-kernel chunk
  *               reduction (spqr_cuda_v6.cu): v6-w4, v6-w8 (warps = column tiles per block)
+ *   v7 mma      tensor cores (mma.sync m16n8k16), weights dequantized to fp16 in registers, K split
+ *               over S blocks per row tile (spqr_cuda_mma.cu, SPQR_CUDA_MMA): v7-mma (S for this
+ *               device), v7-S<k> (S forced; n = 1 only)
  *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
  *
  * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
@@ -17,10 +20,11 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
+ *   --v7     only cuBLAS, v5 (n <= 8) and v7 (implies --fast)
  */
 #include <algorithm>
 #include <math.h>
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <vector>
 
+#include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 #include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
@@ -76,6 +81,7 @@ static void run_v1(const spqr_cuda_qmatrix *m, const __half *x, int n, float *y,
 static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v) {
     spqr_cuda_qmatrix *c = (spqr_cuda_qmatrix *)malloc(sizeof *c);
     *c = *m;
+    c->mma = NULL; /* v7 has its own copies (run_v7) */
     CHECK(cudaMalloc(&c->blob, m->lay.size));
     CHECK(cudaMemcpy(c->blob, m->blob, m->lay.size, cudaMemcpyDeviceToDevice));
     c->perm = m->perm ? (const int32_t *)(c->blob + m->lay.perm) : NULL;
@@ -192,13 +198,54 @@ static double rel_err(const float *Wref, int rows, int cols, const __half *xh, i
 
 struct cfg { uint32_t kind, wbits, gs, qq_gs; double out; int perm; const char *name; int full; };
 
+static void print_row(FILE *csv, const char *shape, uint32_t rows, uint32_t cols, const char *mat, const char *alg, int n, double us, double bytes,
+                      double read_gbs, double cub, double e) {
+    printf("%-12s %-16s %-10s %3d %9.2f %8.0f %6.1f%% %8.2fx %9.2e%s\n", shape, mat, alg, n, us, bytes / us / 1e3, 100 * bytes / us / 1e3 / read_gbs,
+           cub / us, e, e < 2e-3 ? "" : "  <-- CHECK FAILED");
+    if (csv) fprintf(csv, "%u,%u,%s,%s,%d,%.3f,%.1f,%.4f,%.3f,%.3e,%.0f\n", rows, cols, mat, alg, n, us, bytes / us / 1e3, bytes / us / 1e3 / read_gbs,
+                     cub / us, e, bytes);
+    fflush(stdout);
+}
+
+/* v7 on NC device copies of one host layout with S K-slices (0: this device's default): checked
+ * (y poisoned first), then timed, at every n of ns. */
+static void run_v7(FILE *csv, const char *shape, const cfg &cf, const spqr_qview *v, uint32_t S, const char *alg, const std::vector<int> &ns,
+                   spqr_cuda_ctx *ctx, cudaStream_t st, const __half *xd, const std::vector<__half> &xh, float *yd, const float *Wref,
+                   const std::vector<double> &cub_us, double read_gbs, int sms) {
+    spqr_error er;
+    spqr_mma_layout L;
+    OKE(spqr_mma_build(v, S ? S : spqr_mma_default_slices(v->rows, v->cols, sms), &L, &er), er);
+    const double wb = (double)spqr_mma_bytes(&L);
+    const int NC = std::max(2, (int)ceil(150e6 / wb));
+    std::vector<spqr_cuda_mma *> ds(NC);
+    for (int i = 0; i < NC; i++) OKE(spqr_cuda_mma_upload(&L, &ds[i], &er), er);
+    char name[32];
+    snprintf(name, sizeof name, "%s", alg);
+    if (!strcmp(alg, "v7-mma")) snprintf(name, sizeof name, "v7-mma-S%u", L.S);
+    std::vector<float> yh((size_t)64 * v->rows);
+    for (int n : ns) {
+        auto op = [&](int i) { OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
+        CHECK(cudaMemset(yd, 0xff, (size_t)n * v->rows * 4));
+        op(NC - 1);
+        CHECK(cudaStreamSynchronize(st));
+        CHECK(cudaMemcpy(yh.data(), yd, (size_t)n * v->rows * 4, cudaMemcpyDeviceToHost));
+        double e = rel_err(Wref, v->rows, v->cols, xh.data(), n < 4 ? n : 4, yh.data());
+        for (size_t i = 0; i < (size_t)n * v->rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
+        const double us = time_op(NC, st, op);
+        print_row(csv, shape, v->rows, v->cols, cf.name, name, n, us, wb + 2.0 * n * v->cols + 4.0 * n * v->rows, read_gbs, cub_us[n], e);
+    }
+    for (auto d : ds) spqr_cuda_mma_free(d);
+    spqr_mma_free(&L);
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--fast")) fast = 1;
         else if (!strcmp(argv[i], "--v56")) fast = v56 = 1;
+        else if (!strcmp(argv[i], "--v7")) fast = v7 = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
@@ -296,6 +343,7 @@ int main(int argc, char **argv) {
             for (const alg &al : algs) {
                 const bool isv6 = al.id > 200;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
+                if (v7 && al.id != SPQR_CUDA_FUSED) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
                 const int id = isv6 ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 && !isv6 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
@@ -317,6 +365,7 @@ int main(int argc, char **argv) {
                     if (id == SPQR_CUDA_GENERIC && n > 8) continue;
                     if (al.id > 100 && n > 8) continue;
                     if (v56 && n > 4) continue;
+                    if (v7 && n > 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     if (id == SPQR_CUDA_FUSED && n > 8) continue;
                     auto op = [&](int i) {
@@ -347,6 +396,18 @@ int main(int argc, char **argv) {
                     c->perm = NULL; c->orp = NULL; c->ocol = NULL; /* inside blob */
                     spqr_cuda_qmatrix_free(c);
                 }
+            }
+            if (spqr_mma_supported(&sm.view) && !v56) {
+                const std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
+                                          : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
+                run_v7(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                if (cf.full == 1)
+                    for (uint32_t S : {1u, 2u, 4u, 16u}) {
+                        char an[16];
+                        snprintf(an, sizeof an, "v7-S%u", S);
+                        run_v7(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
+                               prop.multiProcessorCount);
+                    }
             }
             spqr_cuda_qmatrix_free(m0);
             synth_free(&sm);

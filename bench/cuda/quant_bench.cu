@@ -12,6 +12,13 @@
  *       evalmodel's seven shapes (512x512, 256x512 x2, 512x512, 1536x512 x2, 512x1536), host data,
  *       GPU (spqr_cuda_quantize_matrix, host in/out) vs --cpu (spqr_quantize_matrix) wall time.
  *       Without a GPU, only --cpu runs.
+ *   spqr-quant-bench head [W H] [--wbits b] [--tau T]
+ *       the output head: SpQR wb (default 4, as --head-bits 4) β1 = β2 = 16, q3, act order, percdamp 1,
+ *       τ (default 0.3) through spqr_quantize_matrix and spqr_cuda_quantize_matrix on the SAME W and H:
+ *       outliers, rel_err, equal codes, outliers per 16-column group (stored order). W: raw
+ *       little-endian [rows][cols] fp32, or bf16 if the name ends in ".bf16"; H: fp32 [cols][cols]
+ *       (cols from its size). Without files: a synthetic 32000x512 head (bf16 weights, a few columns
+ *       with large values in many rows; H with log-normal and a few strong channels).
  */
 #include <cblas.h>
 #include <math.h>
@@ -276,10 +283,129 @@ static int bench_evalmodel(int cpu, int reps) {
     return 0;
 }
 
+static void *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "%s: cannot open\n", path); exit(1); }
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(*n ? *n : 1);
+    if (!p || fread(p, 1, *n, f) != *n) { fprintf(stderr, "%s: read failed\n", path); exit(1); }
+    fclose(f);
+    return p;
+}
+static float bf16r(float x) { /* round to bf16 (nearest even) */
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* CPU and GPU quantizer on one head-like matrix. */
+static int bench_head(const char *wpath, const char *hpath, int wbits, double tau) {
+    int rows = 32000, cols = 512;
+    float *W, *H;
+    if (wpath && hpath) {
+        size_t nw, nh;
+        H = (float *)read_all(hpath, &nh);
+        cols = (int)lround(sqrt((double)(nh / 4)));
+        if ((size_t)cols * cols * 4 != nh) { fprintf(stderr, "%s: not a square fp32 matrix\n", hpath); return 1; }
+        void *raw = read_all(wpath, &nw);
+        size_t len = strlen(wpath);
+        const int bf = len > 5 && !strcmp(wpath + len - 5, ".bf16");
+        rows = (int)(nw / ((size_t)cols * (bf ? 2 : 4)));
+        if ((size_t)rows * cols * (bf ? 2 : 4) != nw) { fprintf(stderr, "%s: not [rows][%d]\n", wpath, cols); return 1; }
+        W = (float *)malloc((size_t)rows * cols * 4);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) {
+            if (bf) {
+                uint32_t u = (uint32_t)((const uint16_t *)raw)[i] << 16;
+                memcpy(&W[i], &u, 4);
+            } else W[i] = ((const float *)raw)[i];
+        }
+        free(raw);
+    } else { /* synthetic: bf16 weights, 8 columns with large values in many rows; H from 16 x 2048 tokens */
+        const int ntok = 16 * 2048;
+        W = (float *)malloc((size_t)rows * cols * 4);
+        H = (float *)malloc((size_t)cols * cols * 4);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) {
+            const int j = (int)(i % cols);
+            double g = 0.02 * gs();
+            if (j % 64 == 5 && uni() < 0.5) g += 0.15 * (1 + 0.2 * gs());
+            else if (uni() < 0.005) g = 4 * 0.02 * gs() / sqrt(fmax(uni(), 1e-3));
+            W[i] = bf16r((float)g);
+        }
+        float *X = (float *)malloc((size_t)ntok * cols * 4);
+        double *sc = (double *)malloc((size_t)cols * 8);
+        for (int j = 0; j < cols; j++) sc[j] = exp(0.6 * gs()) * (uni() < 0.01 ? 8 : 1);
+        for (size_t i = 0; i < (size_t)ntok * cols; i++) X[i] = (float)(gs() * sc[i % cols]);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, cols, ntok, 2.0f / 16, X, cols, X, cols, 0.0f, H, cols);
+        for (int i = 0; i < cols; i++)
+            for (int k = 0; k < i; k++) H[(size_t)i * cols + k] = H[(size_t)k * cols + i];
+        free(X);
+        free(sc);
+    }
+    spqr_qparams p = spqr_w3(tau);
+    p.wbits = wbits;
+    spqr_cuda_qctx *c = NULL;
+    spqr_error e;
+    int gpu = spqr_cuda_qctx_new(NULL, &c, &e) == SPQR_OK;
+    if (!gpu) printf("no GPU: %s\n", e.msg);
+    spqr_qresult r[2];
+    memset(r, 0, sizeof r);
+    double t[2] = {NAN, NAN};
+    double t0 = spqr_now();
+    CKS(spqr_quantize_matrix(W, rows, cols, H, &p, &r[0], &er_));
+    t[0] = spqr_now() - t0;
+    if (gpu) {
+        t0 = spqr_now();
+        CKS(spqr_cuda_quantize_matrix(c, W, rows, cols, H, &p, &r[1], &er_));
+        t[1] = spqr_now() - t0;
+    }
+    printf("head %dx%d SpQR w%d b16/16 q3 act order tau %g percdamp 1\n", rows, cols, wbits, tau);
+    for (int k = 0; k < 1 + gpu; k++)
+        printf("%s: outliers %llu (%.4f%%) rel_err %.6f percdamp_used %g  %.3f s\n", k ? "gpu" : "cpu", (unsigned long long)r[k].entry.n_outliers,
+               100.0 * r[k].entry.n_outliers / ((double)rows * cols), r[k].rel_err, r[k].percdamp_used, t[k]);
+    if (gpu) {
+        spqr_qview v[2];
+        for (int k = 0; k < 2; k++) CKS(spqr_qview_init(&v[k], &r[k].entry, r[k].blob, r[k].entry.data_size, k ? "gpu" : "cpu", &er_));
+        const int ng = (cols + 15) / 16;
+        long *go = (long *)calloc((size_t)2 * ng, sizeof *go), same = 0, rows_diff = 0, first_row = -1;
+        for (int rr = 0; rr < rows; rr++) {
+            int d = 0;
+            for (int k = 0; k < 2; k++)
+                for (uint32_t q = v[k].row_ptr[rr]; q < v[k].row_ptr[rr + 1]; q++) go[k * ng + v[k].ocol[q] / 16]++;
+            for (int j = 0; j < cols; j++) {
+                int eq = spqr_bits_get(v[0].codes + (size_t)rr * v[0].lay.code_stride, (uint64_t)j, (unsigned)wbits) ==
+                         spqr_bits_get(v[1].codes + (size_t)rr * v[1].lay.code_stride, (uint64_t)j, (unsigned)wbits);
+                same += eq;
+                d |= !eq;
+            }
+            rows_diff += d;
+            if (d && first_row < 0) first_row = rr;
+        }
+        int same_perm = !v[0].perm == !v[1].perm && (!v[0].perm || !memcmp(v[0].perm, v[1].perm, (size_t)cols * 4));
+        printf("equal codes %.4f%%, rows with a difference %ld (first %ld), same permutation %s\n", 100.0 * same / ((double)rows * cols), rows_diff,
+               first_row, same_perm ? "yes" : "NO");
+        printf("outliers per 16-column group (stored order), cpu / gpu, groups that differ:\n");
+        for (int g = 0; g < ng; g++)
+            if (go[g] != go[ng + g]) printf("  group %3d: %7ld %7ld\n", g, go[g], go[ng + g]);
+        free(go);
+        spqr_cuda_qresult_free(&r[1]);
+        spqr_cuda_qctx_free(c);
+    }
+    spqr_qresult_free(&r[0]);
+    free(W);
+    free(H);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s 7b|evalmodel [options]\n", argv[0]); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: %s 7b|evalmodel|head [options]\n", argv[0]); return 2; }
     int L = 32, ntok = 128 * 2048, tf32 = 0, cpu = 0, reps = 5, want_deq = 1;
     double tau = -1;
+    const char *files[2] = {NULL, NULL};
+    int wbits = 4, nf = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) L = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ntok = atoi(argv[++i]);
@@ -288,10 +414,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-deq")) want_deq = 0;
         else if (!strcmp(argv[i], "--cpu")) cpu = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--wbits") && i + 1 < argc) wbits = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && nf < 2) files[nf++] = argv[i];
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (!strcmp(argv[1], "7b")) return bench_7b(L, ntok, tau, tf32, want_deq);
     if (!strcmp(argv[1], "evalmodel")) return bench_evalmodel(cpu, reps);
+    if (!strcmp(argv[1], "head")) return bench_head(files[0], files[1], wbits, tau >= 0 ? tau : 0.3);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
 #define CK(call, what)                                                                                        \
@@ -41,8 +42,7 @@ extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     free(c);
 }
 
-/* Makes the workspace at least `bytes` (synchronizing when it grows). */
-static spqr_status ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err) {
+spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err) {
     if (bytes <= c->ws_size) return SPQR_OK;
     cudaStreamSynchronize(c->stream);
     cudaFree(c->ws);
@@ -231,7 +231,8 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     m->groups = v->lay.groups; m->row_blocks = v->lay.row_blocks; m->lay = v->lay;
     const int want_fused = (layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v);
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
-    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || !want_fused) {
+    const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
+    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma)) {
         const uint8_t *base = v->codes - v->lay.codes; /* the blob */
         cudaError_t e = up(&m->blob, base, v->lay.size);
         if (e != cudaSuccess) { spqr_cuda_qmatrix_free(m); return spqr_set_err(err, SPQR_E_IO, "cuda: upload: %s", cudaGetErrorString(e)); }
@@ -251,6 +252,16 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_status st = upload_fused(m, v, err);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
+    if (want_mma) {
+        int dev = 0, sms = 132;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        spqr_mma_layout L;
+        spqr_status st = spqr_mma_build(v, spqr_mma_default_slices(v->rows, v->cols, sms), &L, err);
+        if (!st) st = spqr_cuda_mma_upload(&L, &m->mma, err);
+        spqr_mma_free(&L);
+        if (st) { spqr_cuda_qmatrix_free(m); return st; }
+    }
     *out = m;
     return SPQR_OK;
 }
@@ -263,15 +274,18 @@ extern "C" void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m) {
     if (!m) return;
     cudaFree(m->blob); cudaFree(m->tcodes); cudaFree(m->tstat); cudaFree(m->tqq); cudaFree(m->odelta);
     cudaFree(m->fcodes); cudaFree(m->fstat); cudaFree(m->fqq); cudaFree(m->fperm); cudaFree(m->forp); cudaFree(m->focol); cudaFree(m->fodelta);
+    spqr_cuda_mma_free(m->mma);
     free(m);
 }
 
 extern "C" int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
-    return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
+    return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_MMA ? m->mma != NULL
+           : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
 }
 
 extern "C" uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
     if (algo == SPQR_CUDA_FUSED) return m->bytes_fused;
+    if (algo == SPQR_CUDA_MMA) return m->mma ? m->mma->bytes : 0;
     if (algo == SPQR_CUDA_GENERIC || !m->tiled) return m->bytes_raw;
     return m->bytes_tiled;
 }
@@ -496,7 +510,7 @@ static cudaError_t launch_tiled_k(const spqr_cuda_qmatrix *m, const targs &a, in
 static spqr_status run_tiled(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, spqr_error *err) {
     const uint32_t npairs = (m->nq + 31) / 32 * 2048; /* whole 32-quad lane groups */
     const int Bmax = n >= 8 ? 8 : n > 4 ? 8 : n > 2 ? 4 : n;
-    spqr_status st = ws_reserve(c, (size_t)npairs * Bmax * sizeof(float2), err);
+    spqr_status st = spqr_cuda_ws_reserve(c, (size_t)npairs * Bmax * sizeof(float2), err);
     if (st) return st;
     float2 *xp = (float2 *)c->ws;
     for (int b0 = 0; b0 < n; b0 += 8) {
@@ -555,7 +569,7 @@ __global__ void __launch_bounds__(256) k_generic(const spqr_cuda_qmatrix m, cons
 
 static spqr_status run_generic(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
     const uint32_t npairs = (m->cols + 1) / 2;
-    spqr_status st = ws_reserve(c, (size_t)npairs * 8 * sizeof(float2), err);
+    spqr_status st = spqr_cuda_ws_reserve(c, (size_t)npairs * 8 * sizeof(float2), err);
     if (st) return st;
     float2 *xp = (float2 *)c->ws;
     for (int b0 = 0; b0 < n; b0 += 8) {
@@ -677,7 +691,7 @@ extern "C" spqr_status spqr_cuda_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_q
 static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, spqr_error *err) {
     const int ld = spqr_cuda_dequant_ld(m);
     const size_t wbytes = ((size_t)m->rows * ld * 2 + 255) / 256 * 256;
-    spqr_status st = ws_reserve(c, wbytes + (size_t)n * ld * 2, err);
+    spqr_status st = spqr_cuda_ws_reserve(c, wbytes + (size_t)n * ld * 2, err);
     if (st) return st;
     __half *w16 = (__half *)c->ws, *x16 = (__half *)((char *)c->ws + wbytes);
     st = spqr_cuda_dequant_f16(c, m, w16, ld, err);
@@ -693,12 +707,26 @@ static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
     return SPQR_OK;
 }
 
+/* v7 in calls of at most 16 activations: per activation, 16-wide calls measured faster than 64-wide
+ * passes on SpQR matrices (bench/cuda/README.md, run 7: the outlier step reads x from global memory
+ * in 64-wide passes). */
+static spqr_status run_mma(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
+    const size_t xrow = (size_t)m->cols * (xf32 ? 4 : 2);
+    for (int b0 = 0; b0 < n; b0 += 16) {
+        spqr_status st = spqr_cuda_mma_matmul(c, m->mma, (const char *)x + b0 * xrow, xf32, n - b0 < 16 ? n - b0 : 16, y + (size_t)b0 * m->rows, err);
+        if (st) return st;
+    }
+    return SPQR_OK;
+}
+
 extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
                                         float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
-    if (algo == SPQR_CUDA_AUTO)
-        algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
-    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && !m->has_raw)
+    if (algo == SPQR_CUDA_AUTO) {
+        if (m->mma && (n > 4 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA;
+        else algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
+    }
+    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && !m->has_raw)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     const __half *x = (const __half *)x_dev;
     switch (algo) {
@@ -708,6 +736,9 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
     case SPQR_CUDA_FUSED:
         if (!m->fused) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: the fused kernel does not support this matrix");
         return spqr_cuda_run_fused(c, m, x, 0, n, y_dev, err);
+    case SPQR_CUDA_MMA:
+        if (!m->mma) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no MMA layout");
+        return run_mma(c, m, x, 0, n, y_dev, err);
     case SPQR_CUDA_GENERIC: return run_generic(c, m, x, 0, n, y_dev, err);
     case SPQR_CUDA_DEQUANT: return run_dequant(c, m, x, n, y_dev, err);
     default: return spqr_set_err(err, SPQR_E_ARG, "cuda: unknown algorithm %d", (int)algo);
@@ -716,7 +747,8 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
 
 extern "C" spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
-    if (m->fused) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, err);
+    if (m->fused && (n <= 4 || !m->mma)) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, err);
+    if (m->mma) return run_mma(c, m, x_dev, 1, n, y_dev, err);
     if (!m->has_raw) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     return run_generic(c, m, x_dev, 1, n, y_dev, err);
 }

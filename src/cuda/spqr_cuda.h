@@ -22,7 +22,16 @@
  *                      warp and tile), each block gathers the permuted x and its per-group sums into
  *                      shared memory, fp32 math, outliers as fp32 deltas; SpQR with β1 = 16,
  *                      qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per pass (larger n: passes)
- *   SPQR_CUDA_AUTO     n <= 8: FUSED, else TILED, else GENERIC; n > 8: DEQUANT
+ *   SPQR_CUDA_MMA      (v7) tensor cores: mma.sync m16n8k16 with the weights dequantized to fp16 in
+ *                      registers (A) and the activations as fp16 (B), fp32 accumulation, K split
+ *                      over blocks with a deterministic reduction, outliers fused; one launch per
+ *                      pass of up to 64 activations (x gathered in-kernel for n <= 8); SpQR with
+ *                      β1 in {16, 32, 64, ...} (powers of two), q <= 4, β2 % 16 == 0, and GPTQ with
+ *                      power-of-two groups >= 16, wbits 2..4 (cuda/mma_layout.h)
+ *                      Through spqr_cuda_matmul it runs in calls of at most 16 activations.
+ *   SPQR_CUDA_AUTO     n <= 4: FUSED when built (faster than MMA there on the H200); MMA when built
+ *                      for 4 < n <= 16 (any n without the storage layout); else n <= 8: FUSED, else
+ *                      TILED, else GENERIC; n > 8: DEQUANT
  */
 #ifndef SPQR_CUDA_H
 #define SPQR_CUDA_H
@@ -40,11 +49,13 @@ typedef enum spqr_cuda_algo {
     SPQR_CUDA_GENERIC = 2,
     SPQR_CUDA_DEQUANT = 3,
     SPQR_CUDA_FUSED = 4,
+    SPQR_CUDA_MMA = 5,
 } spqr_cuda_algo;
 
 /* Device layouts an upload builds (spqr_cuda_upload_ex). RAW: the file's blob (GENERIC, and what
- * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone. */
-enum { SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_ALL = 7 };
+ * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone;
+ * MMA: MMA alone. */
+enum { SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_ALL = 15 };
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */
 typedef struct spqr_cuda_qmatrix spqr_cuda_qmatrix; /* one uploaded matrix */
@@ -60,8 +71,8 @@ void spqr_cuda_ctx_free(spqr_cuda_ctx *c);
 /* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. Builds every layout the
  * matrix supports (spqr_cuda_upload_ex with SPQR_CUDA_LAYOUT_ALL). */
 spqr_status spqr_cuda_upload(const spqr_qview *v, spqr_cuda_qmatrix **out, spqr_error *err);
-/* The same with a set of layouts: those the matrix does not support are skipped, except that
- * asking for FUSED alone on a matrix FUSED cannot run uploads RAW instead. */
+/* The same with a set of layouts: those the matrix does not support are skipped; when that leaves
+ * none of them, RAW is uploaded instead (every matrix can run GENERIC). */
 spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts, spqr_cuda_qmatrix **out, spqr_error *err);
 void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m);
 
@@ -79,8 +90,8 @@ uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo)
 spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
                              float *y_dev, spqr_error *err);
 
-/* Y = X Wᵀ with fp32 X (x_dev fp32 [n][cols], original column order), any n >= 1, fp32 math:
- * FUSED when the matrix has that layout, else GENERIC (the RAW layout; X rounded to fp16).
+/* Y = X Wᵀ with fp32 X (x_dev fp32 [n][cols], original column order), any n >= 1: FUSED (fp32 math)
+ * for n <= 4 or without the MMA layout, else MMA (X rounded to fp16), else GENERIC (X rounded to fp16).
  * Asynchronous like spqr_cuda_matmul. */
 spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err);
 

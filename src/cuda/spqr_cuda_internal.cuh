@@ -46,6 +46,8 @@
 
 #include "cuda/spqr_cuda.h"
 
+struct spqr_cuda_mma; /* v7's device arrays (spqr_cuda_mma.cu, layout in cuda/mma_layout.h) */
+
 struct spqr_cuda_ctx {
     cudaStream_t stream;
     int tiled_rpw;   /* rows per warp of the tiled kernels, 0: default (a tuning knob for the lab) */
@@ -81,6 +83,7 @@ struct spqr_cuda_qmatrix {
     uint32_t *forp;
     uint16_t *focol;
     float *fodelta;
+    spqr_cuda_mma *mma; /* the MMA (v7) layout, or NULL */
     int has_raw;        /* the storage-layout blob was uploaded */
     uint64_t bytes_tiled, bytes_raw, bytes_fused;
 };
@@ -135,7 +138,33 @@ __device__ __forceinline__ float xp_at(const float2 *xp, int B, uint32_t c, int 
 cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
                                cudaStream_t st, int inter = 0, int xf32 = 0);
 
+/* Makes the context's workspace at least `bytes` (synchronizing when it grows). */
+spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err);
+
 /* The fused kernel (spqr_cuda_fused.cu): Y = X Wᵀ, X fp16 or fp32 (xf32), passes of up to 4. */
 spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err);
+
+/* v7, the tensor-core kernel (spqr_cuda_mma.cu). The counters make one matrix unsafe to run on two
+ * streams at once. */
+struct spqr_mma_layout;
+struct spqr_cuda_mma {
+    uint32_t kind, rows, cols, wbits, gs, qq_gs, nrt, nku, S, ups, gpad;
+    uint64_t n_out, bytes;           /* bytes: spqr_mma_bytes of the layout */
+    uint4 *codes;
+    uint32_t *fields, *optr;
+    uint2 *qq;
+    uint16_t *ocol;
+    __half *odelta;
+    int32_t *perm;
+    unsigned *cnt;                   /* [nrt] arrival counters of the K-slices, zero between calls */
+};
+/* Uploads a host layout (synchronous; L is not retained). */
+extern "C" spqr_status spqr_cuda_mma_upload(const struct spqr_mma_layout *L, spqr_cuda_mma **out, spqr_error *err);
+extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d);
+/* Y = X Wᵀ: x fp16 (or fp32 when xf32) [n][cols] in the original column order, y fp32 [n][rows],
+ * device pointers; passes of up to 64 activations; fp16 weights and activations into the tensor
+ * cores, fp32 accumulation. Uses the context's workspace (partial sums; pre-gathered x for > 8). */
+extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
+                                            spqr_error *err);
 
 #endif

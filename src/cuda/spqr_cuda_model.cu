@@ -5,8 +5,9 @@
  *   or interleaved, the CPU's cos/sin tables); k, v into the device KV cache [layer][kv head][pos][hd];
  *   per (head, token): causal softmax(q Kᵀ / sqrt(hd)) V (GQA, sliding window); x += att Woᵀ (+bo);
  *   h = rmsnorm(x) w_ffn; x += (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ; logits = rmsnorm(x) w_final Woutᵀ.
- * Linear layers: quantized matrices run the fused kernel (fp32 activations; spqr_cuda_matmul_f32) when
- * their layout allows it, else the generic one; 16-bit and fp32 matrices are held as fp16 and run a
+ * Linear layers: quantized matrices (spqr_cuda_matmul_f32) run the fused kernel (v5, fp32) for up to
+ * 4 tokens and the tensor-core kernel (v7, activations rounded to fp16, fp32 accumulation) for more,
+ * each where the matrix's layout allows it, else the generic one; 16-bit and fp32 matrices are held as fp16 and run a
  * GEMV (fp32 activations, n <= 8) or cuBLAS GemmEx (activations rounded to fp16, fp32 accumulation).
  * With dense16, quantized matrices are dequantized on the host and held as fp16 too (the baseline).
  * Decoding one token (n = 1) replays a CUDA graph captured at the second such call: the position and
@@ -285,9 +286,9 @@ static spqr_status lin_upload(const spqr_linear *s, int dense16, glin *L, spqr_e
     L->cols = s->cols;
     const size_t n = (size_t)s->rows * s->cols;
     if (s->q && !dense16) {
-        spqr_status st = spqr_cuda_upload_ex(s->q, SPQR_CUDA_LAYOUT_FUSED, &L->q, err);
+        spqr_status st = spqr_cuda_upload_ex(s->q, SPQR_CUDA_LAYOUT_FUSED | SPQR_CUDA_LAYOUT_MMA, &L->q, err);
         if (st) return st;
-        L->bytes = spqr_cuda_weight_bytes(L->q, L->q->fused ? SPQR_CUDA_FUSED : SPQR_CUDA_GENERIC);
+        L->bytes = spqr_cuda_weight_bytes(L->q, L->q->fused ? SPQR_CUDA_FUSED : L->q->mma ? SPQR_CUDA_MMA : SPQR_CUDA_GENERIC);
         return SPQR_OK;
     }
     uint16_t *h = (uint16_t *)malloc(n * 2);

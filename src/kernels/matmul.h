@@ -1,11 +1,14 @@
 /*
  * matmul.h — products with a linear layer's weight W [rows = out][cols = in], fp32 or quantized,
- * split by output rows over a pool. Each thread calls single-threaded OpenBLAS on its slice.
+ * split by output rows over a pool. Each thread calls single-threaded OpenBLAS on its slice. With
+ * n > 1 tokens each thread takes an equal share of the rows; one token's rows go in chunks of 64
+ * from an atomic counter (a thread slowed down by the machine does not hold the others up).
  *
  *   fp32:       n == 1: sgemv;  n > 1: sgemm
  *   quantized:  n == 1: the fused dequantize-dot kernel of this CPU (cpu.h) on the tile layout
  *               (qtiles.h) if the CPU has one and the model built it, else on the file's layout;
- *               the activation permuted once per thread into stored column order;
+ *               the activation permuted once per thread into stored column order (once per
+ *               input when products share the permutation);
  *               n > 1: the activations permuted once into stored column order (act order), then
  *               panels of SPQR_PANEL_ROWS rows dequantized by the CPU's kernel into per-thread
  *               scratch, each feeding an sgemm

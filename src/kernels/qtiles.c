@@ -38,7 +38,7 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
     t->qq_bits = v->qq_bits;
     t->groups = (uint32_t)v->lay.groups;
     t->n_tiles = (v->rows + SPQR_TILE_ROWS - 1) / SPQR_TILE_ROWS;
-    t->stat_u16 = spqr ? 2 * v->qq_bits + 4 : 16 + v->wbits;
+    t->stat_u16 = spqr ? 2 * v->qq_bits + 8 : 16 + v->wbits;
     t->tile_stride = ((uint64_t)v->cols * v->wbits + (uint64_t)t->groups * t->stat_u16 + 31) / 32 * 32;
     const uint64_t n = t->tile_stride * t->n_tiles;
     t->data = aligned_alloc(64, n * sizeof(uint16_t) + 64); /* + 64: kernels read whole words at any lane vector */
@@ -58,10 +58,8 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
                     put_lane(st, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g, v->qq_bits));
                     put_lane(st + v->qq_bits, v->qq_bits, lane, spqr_bits_get(srow, 2ull * g + 1, v->qq_bits));
                     const spqr_qq_stats *q = &v->qq[(uint64_t)(r / v->qq_groupsize) * t->groups + g];
-                    st[2 * v->qq_bits + 0] = q->s_scale;
-                    st[2 * v->qq_bits + 1] = q->s_zero;
-                    st[2 * v->qq_bits + 2] = q->z_scale;
-                    st[2 * v->qq_bits + 3] = q->z_zero;
+                    const float f[4] = {spqr_f16_to_f32(q->s_scale), spqr_f16_to_f32(q->s_zero), spqr_f16_to_f32(q->z_scale), spqr_f16_to_f32(q->z_zero)};
+                    memcpy(st + 2 * v->qq_bits, f, sizeof f);
                 } else {
                     st[lane] = v->scales[(uint64_t)r * t->groups + g];
                     put_lane(st + 16, v->wbits, lane, spqr_bits_get(v->zeros + (uint64_t)r * v->lay.zero_stride, g, v->wbits));
@@ -104,8 +102,10 @@ uint64_t spqr_qtiles_bytes(const spqr_qtiles *t) {
 static void lane_stats(const spqr_qtiles *t, const uint16_t *st, unsigned lane, float *s, float *z) {
     if (t->kind == SPQR_TK_SPQR) {
         const unsigned q = t->qq_bits;
-        *s = spqr_deq(spqr_f16_to_f32(st[2 * q]), spqr_f16_to_f32(st[2 * q + 1]), get_lane(st, q, lane));
-        *z = spqr_deq(spqr_f16_to_f32(st[2 * q + 2]), spqr_f16_to_f32(st[2 * q + 3]), get_lane(st + q, q, lane));
+        float qq[4];
+        spqr_qtiles_qq(st, q, qq);
+        *s = spqr_deq(qq[0], qq[1], get_lane(st, q, lane));
+        *z = spqr_deq(qq[2], qq[3], get_lane(st + q, q, lane));
     } else {
         *s = spqr_f16_to_f32(st[lane]);
         *z = (float)get_lane(st + 16, t->wbits, lane);
@@ -152,7 +152,10 @@ void spqr_act8_quantize(const float *x, uint32_t cols, uint32_t gs, int8_t *xq, 
     for (uint32_t g = 0, j0 = 0; j0 < cols; g++, j0 += gs) {
         const uint32_t j1 = j0 + gs < cols ? j0 + gs : cols;
         float m = 0;
-        for (uint32_t j = j0; j < j1; j++) m = fmaxf(m, fabsf(x[j]));
+        for (uint32_t j = j0; j < j1; j++) {
+            const float a = fabsf(x[j]);
+            m = a > m ? a : m; /* x is finite: no libm call for fmaxf */
+        }
         const float inv = m > 0 ? 127.0f / m : 0.0f;
         int sum = 0;
         for (uint32_t j = j0; j < j1; j++) {

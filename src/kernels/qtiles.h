@@ -9,14 +9,17 @@
  * the 16 lanes). Per (tile, group) the statistics follow, as lane vectors too:
  *
  *   tile t (tile_stride u16):  codes[cols][w u16]  |  stats[groups][S u16]  | pad to 32 u16 (64 bytes)
- *     SpQR: S = 2q + 4:  scale codes (q u16), zero codes (q u16), (ss, sz, zs, zz) fp16
+ *     SpQR: S = 2q + 8:  scale codes (q u16), zero codes (q u16), (ss, sz, zs, zz) as fp32 (the file's
+ *           fp16 values widened, 4-byte but not necessarily 8-byte aligned: the kernels broadcast
+ *           each straight from memory instead of shuffling a vector of four)
  *           (needs β2 % 16 == 0, so a tile lies inside one second-level row block)
  *     GPTQ: S = 16 + w:  fp16 scale per lane[16], zero codes (w u16)
  *   lanes past the last row are zero codes with zero statistics; 64 zero bytes follow the last tile.
  *
  * A tile's product with x is then, per column, one broadcast load, one shift-select, a mask and a
- * conversion: 16 codes as floats, multiplied into the lanes' accumulators with x_j. Bytes per weight
- * equal the file's (w bits + statistics).
+ * conversion: 16 codes as floats, multiplied into the lanes' accumulators with x_j. Bytes per weight:
+ * the file's, plus 8 bytes per (16 rows, group) for the widened second-level statistics (SpQR; +0.25
+ * bit per weight at β1 = 16).
  *
  * Outliers are kept per row (CSR) as (column, δ = value − dense weight): the kernel adds δ·x[col].
  *
@@ -71,6 +74,9 @@ void spqr_qtiles_gemv_act8_ref(const spqr_qtiles *t, uint32_t r0, uint32_t r1, c
 /* Decodes rows [r0, r1) (stored column order) from the tiles, outliers included: must equal
  * spqr_qview_dequant_rows bit for bit (the repacking test). */
 void spqr_qtiles_dequant_rows(const spqr_qtiles *t, uint32_t r0, uint32_t r1, float *out);
+
+/* The four fp32 second-level statistics (ss, sz, zs, zz) of a SpQR stats block `st`, q-bit codes. */
+static inline void spqr_qtiles_qq(const uint16_t *st, unsigned q, float qq[4]) { memcpy(qq, st + 2 * q, 4 * sizeof(float)); }
 
 /* Tile `tile`'s data (column j's lane vector at + j·w), and the statistics of (tile, group g). */
 static inline const uint16_t *spqr_qtiles_tile(const spqr_qtiles *t, uint32_t tile) { return t->data + (uint64_t)tile * t->tile_stride; }

@@ -229,6 +229,15 @@ void spqr_model_embed_row(const spqr_model *m, int id, float *out) {
 }
 
 /* A linear layer's weight [rows][cols]: quantized view, 16-bit view (kept16) or fp32 view. */
+/* Layers that read the same input with equal act-order permutations (q/k/v and gate/up share a
+ * Hessian, so their permutations are equal) point at one copy, so that one-token products prepare
+ * the permuted activation once (matmul.c). The views are the model's own. */
+static void share_perm(const spqr_linear *a, spqr_linear *b) {
+    if (!a->q || !b->q || !a->q->perm || !b->q->perm || a->q->cols != b->q->cols) return;
+    if (a->q->perm != b->q->perm && !memcmp(a->q->perm, b->q->perm, (size_t)a->q->cols * sizeof *a->q->perm))
+        ((spqr_qview *)b->q)->perm = a->q->perm;
+}
+
 static spqr_status bind_linear(spqr_model *m, const char *name, int64_t rows, int64_t cols, spqr_linear *lin, spqr_error *err) {
     const spqr_tensor *t = spqr_model_find(m, name);
     memset(lin, 0, sizeof *lin);
@@ -295,6 +304,9 @@ spqr_status spqr_model_bind(spqr_model *m, spqr_error *err) {
         LINEAR(w_gate, "mlp.gate_proj.weight", hid, dim);
         LINEAR(w_up, "mlp.up_proj.weight", hid, dim);
         LINEAR(w_down, "mlp.down_proj.weight", dim, hid);
+        share_perm(&ly->wq, &ly->wk);
+        share_perm(&ly->wq, &ly->wv);
+        share_perm(&ly->w_gate, &ly->w_up);
         if (c->attn_bias) {
             VIEW(bq, "self_attn.q_proj.bias", qd, 0, false);
             VIEW(bk, "self_attn.k_proj.bias", kvd, 0, false);

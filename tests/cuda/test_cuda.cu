@@ -7,6 +7,9 @@
  *            ‖y − ref‖ / ‖ref‖: GENERIC (fp32 throughout) 1e-5; TILED (fp32 math, outliers as fp16
  *            deltas) 5e-4; DEQUANT and AUTO (fp16 weights into cuBLAS, fp32 accumulation) 1e-3.
  *            y is poisoned with NaN first: every element must be written.
+ *   mma:     v7 (tensor cores; fp16 weights and activations, fp32 accumulation) 1e-3, each n twice
+ *            (the K-slice counters must have been reset), and with fp32 x through spqr_cuda_matmul_f32
+ *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
  *   v6:      the split-K kernel (spqr_cuda_v6.cu) on the fused layout, 1, 4 and 8 warps per block, at every n
  *            above (fp16 x) and n in {1, 3, 5} (fp32 x), called twice per n (its chunk counters must reset),
  *            tolerance 2e-4 as FUSED.
@@ -104,12 +107,15 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     std::vector<float> yh((size_t)NMAX * rows);
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
-        {SPQR_CUDA_FUSED, "fused", 2e-4}};
-    const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED);
+        {SPQR_CUDA_FUSED, "fused", 2e-4}, {SPQR_CUDA_MMA, "mma", 1e-3}};
+    const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED), mma = spqr_cuda_supports(m, SPQR_CUDA_MMA);
+    printf("  layouts: fused %d, mma %d\n", fused, mma);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
         if (al.a == SPQR_CUDA_FUSED && !fused) continue;
+        if (al.a == SPQR_CUDA_MMA && !mma) continue;
         double worst = 0;
+        for (int rep = 0; rep < (al.a == SPQR_CUDA_MMA ? 2 : 1); rep++)
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
             if (spqr_cuda_matmul(ctx, m, al.a, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
@@ -183,12 +189,15 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                 for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
                 reff[(size_t)b * rows + r] = s;
             }
-        spqr_cuda_qmatrix *mf = m;
-        if (fused && spqr_cuda_upload_ex(&sm.view, SPQR_CUDA_LAYOUT_FUSED, &mf, &er)) { printf("FAIL %s: upload_ex: %s\n", name, er.msg); n_fail++; mf = m; }
         float *xfd;
         CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
-        const double tol = fused ? 2e-4 : 1e-5;
+        for (int lay = 0; lay < 2; lay++) { /* 0: the fused layout alone (else the full upload: MMA or GENERIC); 1: MMA alone */
+        if (lay == 1 && !mma) break;
+        spqr_cuda_qmatrix *mf = m;
+        const unsigned want = lay ? SPQR_CUDA_LAYOUT_MMA : SPQR_CUDA_LAYOUT_FUSED;
+        if ((lay || fused) && spqr_cuda_upload_ex(&sm.view, want, &mf, &er)) { printf("FAIL %s: upload_ex: %s\n", name, er.msg); n_fail++; mf = m; }
+        const double tol = spqr_cuda_supports(mf, SPQR_CUDA_MMA) ? 2e-3 : spqr_cuda_supports(mf, SPQR_CUDA_FUSED) ? 2e-4 : 1e-5;
         double worst = 0;
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
@@ -204,9 +213,10 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             report(e <= tol, name, what, e, tol);
             worst = fmax(worst, e);
         }
-        printf("  %-8s max rel err %.2e (tol %.0e)%s\n", "f32", worst, tol, mf != m ? " (fused layout alone)" : "");
-        cudaFree(xfd);
+        printf("  %-8s max rel err %.2e (tol %.0e)%s\n", "f32", worst, tol, mf == m ? "" : lay ? " (mma layout alone)" : " (fused layout alone)");
         if (mf != m) spqr_cuda_qmatrix_free(mf);
+        }
+        cudaFree(xfd);
     }
     cudaFree(xd);
     cudaFree(yd);
@@ -238,7 +248,7 @@ int main(void) {
         {SPQR_TK_SPQR, 66, 300, 2, 16, 3, 32, 0.01, 1},
         {SPQR_TK_SPQR, 45, 700, 3, 16, 4, 32, 0.01, 1},
         {SPQR_TK_SPQR, 70, 3000, 4, 16, 3, 16, 0.02, 1},
-        {SPQR_TK_SPQR, 33, 6000, 2, 16, 4, 64, 0.01, 0},
+        {SPQR_TK_SPQR, 70, 6000, 2, 16, 4, 64, 0.01, 0},
         {SPQR_TK_SPQR, 96, 512, 3, 16, 3, 16, 0.01, 1},
         {SPQR_TK_SPQR, 77, 2500, 3, 16, 3, 16, 0.02, 1},
         {SPQR_TK_SPQR, 200, 4096, 3, 16, 3, 16, 0.01, 1},
@@ -246,6 +256,12 @@ int main(void) {
         {SPQR_TK_GPTQ, 70, 300, 3, 32, 0, 0, 0, 1},
         {SPQR_TK_GPTQ, 50, 200, 4, 16, 0, 0, 0, 0},
         {SPQR_TK_GPTQ, 31, 1100, 2, 64, 0, 0, 0, 1},
+        /* MMA: several K-slices (4096 / 11008 columns), β1 32 / 64, β2 48, a 32000-row head shape */
+        {SPQR_TK_SPQR, 100, 11008, 3, 16, 3, 16, 0.01, 1},
+        {SPQR_TK_SPQR, 64, 4096, 4, 32, 3, 48, 0.01, 1},
+        {SPQR_TK_SPQR, 40, 2048, 2, 64, 2, 32, 0.01, 0},
+        {SPQR_TK_SPQR, 32000, 512, 4, 16, 3, 16, 0.005, 1},
+        {SPQR_TK_GPTQ, 90, 4096, 4, 128, 0, 0, 0, 1},
     };
     uint64_t seed = 1;
     for (const tcase &tc : cases) run_case(ctx, tc, seed++);

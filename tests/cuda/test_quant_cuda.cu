@@ -74,6 +74,14 @@ static float *make_h(int cols, int n, int n_dead, double sub, int plain) {
     return H;
 }
 
+static float bf16r(float x) { /* round to bf16 (nearest even): the checkpoints' weights */
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
 static spqr_qparams P(spqr_qmethod m, int w, int gs, int q, int qg, double tau, int act, double damp) {
     spqr_qparams p;
     memset(&p, 0, sizeof p);
@@ -318,6 +326,18 @@ int main(int argc, char **argv) {
         run_case("spqr w3 indefinite H (retries)", W, 256, 256, Hi, &p);
         free(W);
         free(Hi);
+    }
+    { /* the output head with --head-bits 4: 32000 rows (4000 thread blocks of the fit and column kernels,
+       * 2000 β2 row blocks), bf16 weights, and columns large in half the rows, whose outliers fill whole groups */
+        const int rows = 32000, cols = 512;
+        float *W = make_w(rows, cols);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) {
+            if (i % cols % 64 == 5 && uni() < 0.5) W[i] += (float)(0.15 * (1 + 0.2 * gauss()));
+            W[i] = bf16r(W[i]);
+        }
+        spqr_qparams p = P(SPQR_QM_SPQR, 4, 16, 3, 16, 0.3, 1, 1.0);
+        run_case("spqr w4 head 32000x512", W, rows, cols, H512, &p);
+        free(W);
     }
     free(H512);
     free(H1536);

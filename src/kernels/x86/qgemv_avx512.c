@@ -176,7 +176,6 @@ static inline __attribute__((always_inline)) void tiles_avx512(const spqr_qtiles
     const unsigned q = Q ? Q : t->qq_bits;
     const bool spqr = t->kind == SPQR_TK_SPQR;
     const __m512i cw = lane_ctrl(W), mw = _mm512_set1_epi32((1 << W) - 1), cq = lane_ctrl(q), mq = _mm512_set1_epi32((1 << q) - 1);
-    const __m512i i1 = _mm512_set1_epi32(1), i2 = _mm512_set1_epi32(2), i3 = _mm512_set1_epi32(3);
     for (uint32_t tile = r0 / SPQR_TILE_ROWS; tile * SPQR_TILE_ROWS < r1; tile++) {
         const uint16_t *tl = spqr_qtiles_tile(t, tile);
         __m512 out = _mm512_setzero_ps();
@@ -199,10 +198,11 @@ static inline __attribute__((always_inline)) void tiles_avx512(const spqr_qtiles
             if (P > 2) qx = _mm512_add_ps(qx, _mm512_add_ps(a2, a3));
             const uint16_t *st = spqr_qtiles_stats(t, tl, g);
             __m512 s, z;
-            if (spqr) {
-                const __m512 q4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(st + 2 * q)))); /* ss sz zs zz */
-                s = _mm512_mul_ps(_mm512_broadcastss_ps(_mm512_castps512_ps128(q4)), _mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_permutexvar_ps(i1, q4)));
-                z = _mm512_mul_ps(_mm512_permutexvar_ps(i2, q4), _mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_permutexvar_ps(i3, q4)));
+            if (spqr) { /* s = ss (sc − sz), z = zs (zc − zz): each scalar broadcast from memory */
+                float qq[4];
+                spqr_qtiles_qq(st, q, qq);
+                s = _mm512_mul_ps(_mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_set1_ps(qq[1])), _mm512_set1_ps(qq[0]));
+                z = _mm512_mul_ps(_mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_set1_ps(qq[3])), _mm512_set1_ps(qq[2]));
             } else {
                 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)st));
                 z = lanes_ps(st + 16, cw, mw);
@@ -277,7 +277,6 @@ static inline __attribute__((always_inline)) void tiles_act8_avx512(const spqr_q
     act8_ctrl(W, &perm, &ctrl);
     const __m512i m8 = _mm512_set1_epi8((char)((1 << W) - 1));
     const __m512i cw = lane_ctrl(W), mw = _mm512_set1_epi32((1 << W) - 1), cq = lane_ctrl(q), mq = _mm512_set1_epi32((1 << q) - 1);
-    const __m512i i1 = _mm512_set1_epi32(1), i2 = _mm512_set1_epi32(2), i3 = _mm512_set1_epi32(3);
     for (uint32_t tile = r0 / SPQR_TILE_ROWS; tile * SPQR_TILE_ROWS < r1; tile++) {
         const uint16_t *tl = spqr_qtiles_tile(t, tile);
         __m512 out = _mm512_setzero_ps();
@@ -297,10 +296,11 @@ static inline __attribute__((always_inline)) void tiles_act8_avx512(const spqr_q
             const __m512 qx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_set1_ps(dx[g]));
             const uint16_t *st = spqr_qtiles_stats(t, tl, g);
             __m512 s, z;
-            if (spqr) {
-                const __m512 q4 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(st + 2 * q))));
-                s = _mm512_mul_ps(_mm512_broadcastss_ps(_mm512_castps512_ps128(q4)), _mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_permutexvar_ps(i1, q4)));
-                z = _mm512_mul_ps(_mm512_permutexvar_ps(i2, q4), _mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_permutexvar_ps(i3, q4)));
+            if (spqr) { /* s = ss (sc − sz), z = zs (zc − zz): each scalar broadcast from memory */
+                float qq[4];
+                spqr_qtiles_qq(st, q, qq);
+                s = _mm512_mul_ps(_mm512_sub_ps(lanes_ps(st, cq, mq), _mm512_set1_ps(qq[1])), _mm512_set1_ps(qq[0]));
+                z = _mm512_mul_ps(_mm512_sub_ps(lanes_ps(st + q, cq, mq), _mm512_set1_ps(qq[3])), _mm512_set1_ps(qq[2]));
             } else {
                 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)st));
                 z = lanes_ps(st + 16, cw, mw);

@@ -1,0 +1,53 @@
+#!/bin/sh
+# run_v7.sh — the v7 (tensor-core) device call: GPU tests, the lab restricted to cuBLAS / v5 / v7
+# (--v7), the GPU model against the CPU on evalmodel .spqr files, and Nsight Compute on k_mma.
+# Built here and carried xz-compressed in build/dev/v7 (the device tool carries 64 MiB):
+#   make -j2 BUILD=build/gpu CUDA_ARCH="-gencode arch=compute_90,code=sm_90" CUDA_HOST_LIBS="<static BLAS, LAPACKE,
+#        gfortran, quadmath, nettle, zlib> -lpthread" build/gpu/cuda/spqr-cuda-{test,lab,model-test}
+#   for b in spqr-cuda-test spqr-cuda-lab spqr-cuda-model-test; do strip -o /tmp/$b build/gpu/cuda/$b; xz -9 -c /tmp/$b > build/dev/v7/$b.xz; done
+#   xz -c FILE.spqr > build/dev/v7/NAME.spqr.xz (evalmodel files), cp ../shared/text/wikitext2-test.txt build/dev/v7/
+# then (device tool, carry build/dev/v7): OUT=$OUT sh bench/cuda/run_v7.sh
+# Writes under $OUT: v7.log (summary), test.log, lab.log, lab.csv, model.log, ncu.txt.
+set -u
+OUT=${OUT:-build/cuda/out}
+D=build/dev/v7
+B=/tmp/v7
+mkdir -p "$OUT" "$B"
+L="$OUT/v7.log"
+unxz_to() { if command -v xz >/dev/null; then xz -dc "$1" > "$2"; else python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"; fi; }
+for f in $D/*.xz; do unxz_to "$f" "$B/$(basename "$f" .xz)"; done
+chmod +x $B/spqr-cuda-*
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
+nproc >> "$L"
+t0=$(date +%s)
+stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
+
+stamp test
+timeout ${TEST_TIMEOUT:-120} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
+grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "  mma|passed" "$OUT/test.log" | tail -12 >> "$L"
+
+stamp lab
+timeout ${LAB_TIMEOUT:-200} $B/spqr-cuda-lab --v7 --csv "$OUT/lab.csv" > "$OUT/lab.log" 2>&1; echo "lab rc=$?" >> "$L"
+grep -E "roofline|device" "$OUT/lab.log" >> "$L"
+grep -E "cublas16|v5-fused|v7-" "$OUT/lab.log" | grep -E "spqr-w3|dense" >> "$L"
+
+stamp model
+for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
+    M=$B/${spec%%:*}; A=${spec#*:}
+    [ -f "$M" ] || continue
+    echo "=== $M $A" >> "$OUT/model.log"
+    timeout ${MODEL_TIMEOUT:-50} $B/spqr-cuda-model-test "$M" $D/wikitext2-test.txt --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
+    echo "rc=$?" >> "$OUT/model.log"
+done
+grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+
+stamp ncu
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+if [ -x "$NCU" ] && [ "${NO_NCU:-0}" = 0 ]; then
+    timeout ${NCU_TIMEOUT:-45} $NCU --clock-control none --kernel-name regex:k_mma --launch-count 1 --section SpeedOfLight --section Occupancy \
+        --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis $B/spqr-cuda-lab --quick --v7 > "$OUT/ncu.txt" 2>&1
+    grep -E "k_mma|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Compute \(SM\)|Stall" "$OUT/ncu.txt" | head -30 >> "$L"
+fi
+stamp done
+cat "$L"
+exit 0

@@ -1,0 +1,440 @@
+/*
+ * spqr_cuda_mma.cu — v7 (SPQR_CUDA_MMA): quantized GEMV/GEMM on the tensor cores, over the layout of
+ * cuda/mma_layout.h (which describes the fragments, the k permutation and the dequantization).
+ *
+ * Grid (nrt, S), 128 threads. Block (rt, ks): rows 32 rt .. +31, column units [ks·ups, +ups).
+ *   1. each warp issues the loads of its first unit (codes, fields, qq), then the block fills
+ *      xs[b][j] (fp16, this pass's nb ≤ 64 activations, stored column order): gathered through the
+ *      act-order permutation from x (nb ≤ 8) or copied from a pre-gathered fp16 buffer (nb > 8);
+ *   2. warp w walks units w, w + 4, ... (the next unit's loads in flight during the current one):
+ *      per field (chunk, m-tile, row) the reference decoder's s and z, turned into fp16 (k1, hs, hk);
+ *      per k-step: B fragments (LDS.64 per n-tile), four A registers per m-tile (one LOP3/shift,
+ *      HSUB2, HFMA2 per pair), one mma.sync m16n8k16 per (m-tile, n-tile); fp32 accumulators;
+ *   3. threads (row = tid % 32, batch columns ≡ tid / 32 mod 4) add the row's outliers of the slice,
+ *      δ·xs[b][col], in column order;
+ *   4. the warps' fragments are summed in warp order through shared memory; with S = 1 the block
+ *      writes y, else its partial sums, and the last block of the row tile to finish (a counter per
+ *      row tile, reset by that block) adds the S partials in slice order and writes y.
+ * When the activations of a pass do not fit in shared memory at once, steps 1–3 repeat over
+ * sub-slices of `su` units; the accumulators carry over.
+ */
+#include "cuda/mma_layout.h"
+#include "cuda/spqr_cuda_internal.cuh"
+
+#define CK(call, what)                                                                                        \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
+    } while (0)
+
+#define MMA_XS_MAX (96 * 1024) /* shared memory for activations per block */
+
+struct mma_args {
+    const uint4 *codes;
+    const uint32_t *fields;
+    const uint2 *qq;
+    const uint32_t *optr;
+    const uint16_t *ocol;
+    const __half *odelta;
+    const int32_t *perm;
+    const void *x;     /* [n][cols] original order (gather mode), fp16 or fp32 */
+    const __half *xg;  /* [nb][ldg] stored order, this pass's rows (copy mode), or NULL */
+    float *y, *part;
+    unsigned *cnt;
+    int rows, cols, nrt, nku, S, ups, su, gpad, gshift, rb0_div, n, b0, nb, rs, ldg, xf32;
+};
+
+/* One unit's loads for one lane. */
+template <int W, bool SP>
+struct mma_unit {
+    uint4 c[W];
+    uint2 f;        /* SpQR fields */
+    uint2 q[2][2];  /* SpQR qq [kc][mt] */
+    uint32_t g[8];  /* GPTQ (scale | zero << 16) per field */
+};
+
+template <int W, bool SP>
+__device__ __forceinline__ void mma_load(const mma_args &a, int rt, int u, int lane, const int rb[2], mma_unit<W, SP> &d) {
+    const size_t unit = (size_t)rt * a.nku + u;
+    const int t = lane & 3, gl = lane >> 2;
+#pragma unroll
+    for (int i = 0; i < W; i++) d.c[i] = __ldg(a.codes + (unit * W + i) * 32 + lane);
+    if (SP) {
+        d.f = __ldg((const uint2 *)a.fields + unit * 32 + lane);
+#pragma unroll
+        for (int kc = 0; kc < 2; kc++)
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) d.q[kc][mt] = __ldg(a.qq + (size_t)rb[mt] * a.gpad + ((u * 128 + kc * 64 + 16 * t) >> a.gshift));
+    } else {
+#pragma unroll
+        for (int fi = 0; fi < 8; fi++) {
+            const int kc = fi >> 2, mt = (fi >> 1) & 1, h = fi & 1, row = rt * 32 + mt * 16 + h * 8 + gl;
+            d.g[fi] = __ldg(a.fields + (size_t)row * a.gpad + ((u * 128 + kc * 64 + 16 * t) >> a.gshift));
+        }
+    }
+}
+
+__device__ __forceinline__ float h2f_lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xffffu))); }
+__device__ __forceinline__ float h2f_hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
+__device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
+__device__ __forceinline__ __half2 u2h(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
+
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* The unit's product into acc. xs: this sub-slice's activations, the unit at column xoff. */
+template <int W, bool SP, int NT>
+__device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_unit<W, SP> &d, const __half *xs, int xoff, int lane,
+                                                 float (&acc)[2][NT][4]) {
+    const int t = lane & 3, gl = lane >> 2;
+    __half2 K1[8], HS[8], HK[8];
+#pragma unroll
+    for (int fi = 0; fi < 8; fi++) {
+        float s, z;
+        if (SP) {
+            const uint32_t byte = ((fi < 4 ? d.f.x : d.f.y) >> (8 * (fi & 3))) & 0xffu;
+            const uint2 q = d.q[fi >> 2][(fi >> 1) & 1];
+            const float ss = h2f_lo(q.x), sz = h2f_hi(q.x), zs = h2f_lo(q.y), zz = h2f_hi(q.y);
+            /* codes to float by the 2^23 magic; s = ss (sc − sz), z = zs (zc − zz) as the reference decoder */
+            const float sc = __uint_as_float(0x4B000000u | (byte & 15u)) - 8388608.f, zc = __uint_as_float(0x4B000000u | (byte >> 4)) - 8388608.f;
+            s = fmaf(sc, ss, -ss * sz);
+            z = fmaf(zc, zs, -zs * zz);
+        } else {
+            s = h2f_lo(d.g[fi]);
+            z = (float)(d.g[fi] >> 16);
+        }
+        const float zr = fminf(fmaxf((z + 12582912.f) - 12582912.f, -512.f), 512.f); /* rint(z) for |z| < 2^22 */
+        K1[fi] = __float2half2_rn(1024.f + zr);
+        HS[fi] = __float2half2_rn(s);
+        HK[fi] = __float2half2_rn(-s * (z - zr));
+    }
+    uint32_t w[4 * W];
+#pragma unroll
+    for (int i = 0; i < W; i++) { w[4 * i] = d.c[i].x; w[4 * i + 1] = d.c[i].y; w[4 * i + 2] = d.c[i].z; w[4 * i + 3] = d.c[i].w; }
+#pragma unroll
+    for (int kc = 0; kc < 2; kc++)
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            uint32_t B[NT][2];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int b = nt * 8 + gl;
+                if (b < a.nb) {
+                    const uint2 v = *reinterpret_cast<const uint2 *>(xs + (size_t)b * a.rs + xoff + kc * 64 + 16 * t + 4 * s);
+                    B[nt][0] = v.x;
+                    B[nt][1] = v.y;
+                } else {
+                    B[nt][0] = B[nt][1] = 0u;
+                }
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const int f0 = (kc * 2 + mt) * 2, q0 = f0 * 8; /* field and first pair of row gl; row gl + 8: +1, +8 */
+                uint32_t A[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int h = i & 1, p = 2 * s + (i >> 1), f = f0 + h;
+                    const __half2 m = u2h(spqr_mma_pair(w, W, q0 + h * 8 + p));
+                    A[i] = h2u(__hfma2(__hsub2(m, K1[f]), HS[f], HK[f]));
+                }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) mma16816(acc[mt][nt], A[0], A[1], A[2], A[3], B[nt][0], B[nt][1]);
+            }
+        }
+}
+
+/* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols. Every
+ * load of a thread is issued before its first store (cp.async in copy mode). */
+__device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0, int scols) {
+    if (a.xg) { /* pre-gathered: 8-byte asynchronous copies (rows of xs are 8-byte aligned) */
+        const int nv = scols / 4;
+        for (int b = 0; b < a.nb; b++)
+            for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+                const unsigned dst = (unsigned)__cvta_generic_to_shared(xs + (size_t)b * a.rs + 4 * i);
+                asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(a.xg + (size_t)b * a.ldg + c0 + 4 * i));
+            }
+        asm volatile("cp.async.wait_all;\n" ::);
+        return;
+    }
+    constexpr int U = 4; /* columns per thread and round; gather mode has nb <= 8 */
+    const float *xf = (const float *)a.x;
+    const __half *xh = (const __half *)a.x;
+    for (int base = 0; base < scols; base += U * 128) {
+        int src[U];
+#pragma unroll
+        for (int e = 0; e < U; e++) {
+            const int jl = base + e * 128 + threadIdx.x, j = c0 + jl;
+            src[e] = jl < scols && j < a.cols ? (a.perm ? __ldg(a.perm + j) : j) : -1;
+        }
+        float v[8][U];
+#pragma unroll
+        for (int b = 0; b < 8; b++)
+            if (b < a.nb) {
+                const size_t ro = (size_t)(a.b0 + b) * a.cols;
+#pragma unroll
+                for (int e = 0; e < U; e++) v[b][e] = src[e] < 0 ? 0.f : a.xf32 ? __ldg(xf + ro + src[e]) : __half2float(__ldg(xh + ro + src[e]));
+            }
+#pragma unroll
+        for (int b = 0; b < 8; b++)
+            if (b < a.nb)
+#pragma unroll
+                for (int e = 0; e < U; e++) {
+                    const int jl = base + e * 128 + threadIdx.x;
+                    if (jl < scols) xs[(size_t)b * a.rs + jl] = __float2half_rn(v[b][e]);
+                }
+    }
+}
+
+template <int W, bool SP, int NT>
+__global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) {
+    extern __shared__ float4 smem4[];
+    __half *xs = reinterpret_cast<__half *>(smem4);
+    __shared__ int s_last;
+    const int rt = blockIdx.x, ks = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
+    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
+    float acc[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+    constexpr int OB = 2 * NT; /* batch columns per thread in the outlier and output steps */
+    const int orow = threadIdx.x & 31, opart = threadIdx.x >> 5;
+    float oacc[OB];
+#pragma unroll
+    for (int i = 0; i < OB; i++) oacc[i] = 0.f;
+    uint32_t ok = 0, oend = 0;
+    if (SP) {
+        const size_t seg = ((size_t)rt * a.S + ks) * 32 + orow;
+        ok = __ldg(a.optr + seg);
+        oend = __ldg(a.optr + seg + 1);
+    }
+    for (int su0 = u0; su0 < u1; su0 += a.su) {
+        const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
+        mma_unit<W, SP> cur;
+        int u = su0 + warp;
+        if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
+        mma_fill_x(a, xs, c0, scols);
+        __syncthreads();
+        for (; u < su1; u += SPQR_MMA_WARPS) {
+            mma_unit<W, SP> nxt;
+            const bool more = u + SPQR_MMA_WARPS < su1;
+            if (more) mma_load<W, SP>(a, rt, u + SPQR_MMA_WARPS, lane, rb, nxt);
+            mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
+            if (more) cur = nxt;
+        }
+        __syncthreads();
+    }
+    /* outliers of the segment, in column order, 4 loads in flight; x from xs (one sub-slice: gather
+     * mode) or from the pre-gathered buffer */
+    if (SP) {
+        const int cbase = u0 * 128;
+        for (uint32_t k = ok; k < oend; k += 4) {
+            uint32_t col[4];
+            float dl[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool in = k + e < oend;
+                col[e] = in ? __ldg(a.ocol + k + e) : (uint32_t)cbase;
+                dl[e] = in ? __half2float(a.odelta[k + e]) : 0.f;
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+#pragma unroll
+                for (int i = 0; i < OB; i++) {
+                    const int b = opart + 4 * i;
+                    if (b >= a.nb) continue;
+                    const float xv = a.xg ? __half2float(__ldg(a.xg + (size_t)b * a.ldg + col[e])) : __half2float(xs[(size_t)b * a.rs + col[e] - cbase]);
+                    oacc[i] = fmaf(dl[e], xv, oacc[i]);
+                }
+        }
+    }
+    __syncthreads();
+    /* the warps' fragments: red[warp][b][row of the tile] */
+    float *red = reinterpret_cast<float *>(smem4);
+    const int t = lane & 3, gl = lane >> 2;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int b = nt * 8 + 2 * t + (e & 1), r = mt * 16 + gl + 8 * (e >> 1);
+                if (b < a.nb) red[(warp * a.nb + b) * 32 + r] = acc[mt][nt][e];
+            }
+    __syncthreads();
+    const int row = rt * 32 + orow, rpad = a.nrt * 32;
+    float out[OB];
+#pragma unroll
+    for (int i = 0; i < OB; i++) {
+        const int b = opart + 4 * i;
+        out[i] = 0.f;
+        if (b < a.nb) {
+            float v = red[b * 32 + orow];
+#pragma unroll
+            for (int w = 1; w < SPQR_MMA_WARPS; w++) v += red[(w * a.nb + b) * 32 + orow];
+            out[i] = v + oacc[i];
+        }
+    }
+    if (a.S == 1) {
+        if (row < a.rows)
+#pragma unroll
+            for (int i = 0; i < OB; i++)
+                if (opart + 4 * i < a.nb) a.y[(size_t)(a.b0 + opart + 4 * i) * a.rows + row] = out[i];
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < OB; i++)
+        if (opart + 4 * i < a.nb) a.part[((size_t)ks * a.nb + opart + 4 * i) * rpad + row] = out[i];
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(a.cnt + rt, 1u) == (unsigned)(a.S - 1);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    if (row < a.rows)
+#pragma unroll
+        for (int i = 0; i < OB; i++) {
+            const int b = opart + 4 * i;
+            if (b >= a.nb) continue;
+            const float *pp = a.part + (size_t)b * rpad + row;
+            const size_t step = (size_t)a.nb * rpad;
+            float v = 0.f;
+            int k = 0;
+            for (; k + 4 <= a.S; k += 4) { /* loads in flight together, summed in slice order */
+                const float p0 = __ldcg(pp + k * step), p1 = __ldcg(pp + (k + 1) * step), p2 = __ldcg(pp + (k + 2) * step), p3 = __ldcg(pp + (k + 3) * step);
+                v += p0; v += p1; v += p2; v += p3;
+            }
+            for (; k < a.S; k++) v += __ldcg(pp + k * step);
+            a.y[(size_t)(a.b0 + b) * a.rows + row] = v;
+        }
+    if (threadIdx.x == 0) a.cnt[rt] = 0u;
+}
+
+/* Pre-gather for passes of more than 8 activations: xg[b][j] = x[b0 + b][perm[j]] (fp16), zero past cols. */
+__global__ void k_mma_gather(const void *__restrict__ x, int xf32, int b0, int nb, int cols, const int32_t *__restrict__ perm, int ldg,
+                             __half *__restrict__ xg) {
+    const size_t total = (size_t)nb * ldg;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const int b = (int)(i / ldg), j = (int)(i % ldg);
+        float v = 0.f;
+        if (j < cols) {
+            const size_t o = (size_t)(b0 + b) * cols + (perm ? perm[j] : j);
+            v = xf32 ? ((const float *)x)[o] : __half2float(((const __half *)x)[o]);
+        }
+        xg[i] = __float2half_rn(v);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Upload and launch                                                                              */
+/* ---------------------------------------------------------------------------------------------- */
+
+extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d) {
+    if (!d) return;
+    cudaFree(d->codes); cudaFree(d->fields); cudaFree(d->qq); cudaFree(d->optr); cudaFree(d->ocol); cudaFree(d->odelta);
+    cudaFree(d->perm); cudaFree(d->cnt);
+    free(d);
+}
+
+template <class T>
+static cudaError_t up_copy(T **d, const void *h, size_t n) {
+    cudaError_t e = cudaMalloc((void **)d, n ? n : 16);
+    if (e == cudaSuccess && n && h) e = cudaMemcpy(*d, h, n, cudaMemcpyHostToDevice);
+    return e;
+}
+
+extern "C" spqr_status spqr_cuda_mma_upload(const spqr_mma_layout *L, spqr_cuda_mma **out, spqr_error *err) {
+    *out = NULL;
+    if (L->S > 65535) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: mma: %u K-slices", L->S);
+    spqr_cuda_mma *d = (spqr_cuda_mma *)calloc(1, sizeof *d);
+    if (!d) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
+    d->kind = L->kind; d->rows = L->rows; d->cols = L->cols; d->wbits = L->wbits; d->gs = L->gs; d->qq_gs = L->qq_gs;
+    d->nrt = L->nrt; d->nku = L->nku; d->S = L->S; d->ups = L->ups; d->gpad = L->gpad; d->n_out = L->n_out;
+    d->bytes = spqr_mma_bytes(L);
+    const int sp = L->kind == SPQR_TK_SPQR;
+    const uint64_t units = (uint64_t)L->nrt * L->nku;
+    cudaError_t e = up_copy(&d->codes, L->codes, units * L->wbits * 512);
+    if (e == cudaSuccess) e = up_copy(&d->fields, L->fields, (sp ? units * 64 : (uint64_t)L->nrt * 32 * L->gpad) * 4);
+    if (e == cudaSuccess && sp) e = up_copy(&d->qq, L->qq, (uint64_t)L->rb_pad * L->gpad * 8);
+    if (e == cudaSuccess) e = up_copy(&d->optr, L->optr, ((uint64_t)L->nrt * L->S * 32 + 1) * 4);
+    if (e == cudaSuccess) e = up_copy(&d->ocol, L->ocol, (L->n_out + 1) * 2);
+    if (e == cudaSuccess) e = up_copy(&d->odelta, L->odelta, (L->n_out + 1) * 2);
+    if (e == cudaSuccess && L->perm) e = up_copy(&d->perm, L->perm, (size_t)L->cols * 4);
+    if (e == cudaSuccess) e = up_copy(&d->cnt, NULL, (size_t)L->nrt * 4);
+    if (e == cudaSuccess) e = cudaMemset(d->cnt, 0, (size_t)L->nrt * 4);
+    if (e != cudaSuccess) { spqr_cuda_mma_free(d); return spqr_set_err(err, SPQR_E_IO, "cuda: mma upload: %s", cudaGetErrorString(e)); }
+    *out = d;
+    return SPQR_OK;
+}
+
+template <int W, bool SP, int NT>
+static cudaError_t launch_mma_t(const mma_args &a, size_t smem, cudaStream_t st) {
+    static int attr_set = 0;
+    if (!attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(k_mma<W, SP, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMA_XS_MAX + 1024);
+        if (e != cudaSuccess) return e;
+        attr_set = 1;
+    }
+    k_mma<W, SP, NT><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, st>>>(a);
+    return cudaGetLastError();
+}
+
+template <int W, bool SP>
+static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, cudaStream_t st) {
+    switch (NT) {
+    case 1: return launch_mma_t<W, SP, 1>(a, smem, st);
+    case 2: return launch_mma_t<W, SP, 2>(a, smem, st);
+    case 4: return launch_mma_t<W, SP, 4>(a, smem, st);
+    default: return launch_mma_t<W, SP, 8>(a, smem, st);
+    }
+}
+
+extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y, spqr_error *err) {
+    if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
+    const int sp = d->kind == SPQR_TK_SPQR, W = (int)d->wbits;
+    const int nbmax = n < 64 ? n : 64, ldg = (int)d->nku * 128, rpad = (int)d->nrt * 32;
+    /* units per sub-slice: all of the slice if its activations fit, else a multiple of 4; the x gather
+     * runs in the kernel (from x, through perm) for passes of <= 8 that fit, else a pre-gather kernel
+     * writes xg (fp16, stored order) and blocks copy from it */
+    const int su_max = (MMA_XS_MAX / (2 * nbmax) - 4) / 128;
+    const int pregather = nbmax > 8 || su_max < (int)d->ups;
+    const size_t xg_bytes = pregather ? ((size_t)nbmax * ldg * 2 + 255) / 256 * 256 : 0;
+    const size_t part_bytes = d->S > 1 ? (size_t)d->S * nbmax * rpad * 4 : 0;
+    spqr_status st = spqr_cuda_ws_reserve(c, xg_bytes + part_bytes + 16, err);
+    if (st) return st;
+    __half *xg = (__half *)c->ws;
+    float *part = (float *)((char *)c->ws + xg_bytes);
+    int gshift = 0;
+    while ((1u << gshift) < d->gs) gshift++;
+    for (int b0 = 0; b0 < n; b0 += 64) {
+        const int nb = n - b0 < 64 ? n - b0 : 64, NT = nb <= 8 ? 1 : nb <= 16 ? 2 : nb <= 32 ? 4 : 8;
+        int su = (int)d->ups;
+        const int fit = (MMA_XS_MAX / (2 * nb) - 4) / 128;
+        if (su > fit) su = fit >= 4 ? fit / 4 * 4 : fit < 1 ? 1 : fit;
+        const int pg = nb > 8 || su < (int)d->ups;
+        const int rs = su * 128 + 4; /* rows of xs 8 bytes past a 128-byte multiple: conflict-free B loads */
+        size_t smem = (size_t)nb * rs * 2;
+        if (smem < (size_t)SPQR_MMA_WARPS * nb * 32 * 4) smem = (size_t)SPQR_MMA_WARPS * nb * 32 * 4;
+        if (pg) {
+            const size_t total = (size_t)nb * ldg;
+            unsigned blocks = (unsigned)((total + 255) / 256 < 2048 ? (total + 255) / 256 : 2048);
+            k_mma_gather<<<blocks, 256, 0, c->stream>>>(x, xf32, b0, nb, (int)d->cols, d->perm, ldg, xg);
+            CK(cudaGetLastError(), "mma gather");
+        }
+        mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, pg ? xg : NULL, y, part, d->cnt,
+                      (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
+                      sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32};
+        cudaError_t e = W == 2 ? (sp ? launch_mma_n<2, true>(a, NT, smem, c->stream) : launch_mma_n<2, false>(a, NT, smem, c->stream))
+                        : W == 3 ? (sp ? launch_mma_n<3, true>(a, NT, smem, c->stream) : launch_mma_n<3, false>(a, NT, smem, c->stream))
+                                 : (sp ? launch_mma_n<4, true>(a, NT, smem, c->stream) : launch_mma_n<4, false>(a, NT, smem, c->stream));
+        CK(e, "mma kernel");
+    }
+    return SPQR_OK;
+}
