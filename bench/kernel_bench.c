@@ -36,7 +36,7 @@ typedef struct {
 static void run_prep(void *p) {
     job *j = p;
     const spqr_qview *q = j->L->q;
-    for (uint32_t c = 0; c < q->cols; c++) j->xs[c] = j->x[q->perm ? q->perm[c] : c];
+    for (uint32_t c = 0; c < q->cols; c++) j->xs[c] = j->x[q->perm ? (uint32_t)q->perm[c] : c];
     for (uint32_t g = 0, c0 = 0; c0 < q->cols; g++, c0 += q->groupsize) {
         float s = 0;
         for (uint32_t c = c0; c < c0 + q->groupsize && c < q->cols; c++) s += j->xs[c];

@@ -354,6 +354,10 @@ typedef struct spqr_quant_opts {
     int n_calib_files;
     int nsamples, seqlen;       /* calibration windows of seqlen tokens */
     uint64_t seed;
+    double hessian_jitter;      /* 0 normally. An experiment on the result's sensitivity to float rounding:
+                                   diag(H) of the first block's Hessians multiplied by 1 + u, u uniform in
+                                   ±hessian_jitter (drawn from jitter_seed); recorded in the metadata */
+    uint64_t jitter_seed;
     int n_threads;              /* 0: all cores */
     void (*progress)(const spqr_quant_module *mod, void *user); /* one call per quantized module; may be NULL */
     void *progress_user;

@@ -10,7 +10,7 @@
  *   spqr quantize MODEL -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g] [--qq-bits q]
  *                 [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]
  *                 [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2]
- *                 [--nsamples N] [--seqlen L] [--seed S] [--json]
+ *                 [--nsamples N] [--seqlen L] [--seed S] [--hessian-jitter E[,SEED]] [--json]
  * Common: -t/--threads N (default: all cores), --tokenizer FILE.
  * Errors are one line on stderr ("spqr: FILE: reason") and exit status 1; usage errors exit 2.
  */
@@ -34,7 +34,8 @@ typedef struct {
     /* quantize: -1 / NAN = the method's default */
     const char *method, *calib, *perm;
     int wbits, groupsize, qq_bits, qq_groupsize, act_order, simplified, head_bits, nsamples, seqlen;
-    double tau, percdamp;
+    double tau, percdamp, jitter;
+    unsigned long long jitter_seed;
 } args;
 
 static void usage(FILE *f) {
@@ -51,7 +52,7 @@ static void usage(FILE *f) {
           "  quantize  write a compressed .spqr       -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g]\n"
           "            [--qq-bits q] [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]\n"
           "            [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2,...] [--nsamples 128]\n"
-          "            [--seqlen 2048] [--seed 0] [--json]   (defaults: see README)\n"
+          "            [--seqlen 2048] [--seed 0] [--hessian-jitter E[,SEED]] [--json]   (defaults: see README)\n"
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
           "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json);\n"
           "  --act8: decode one token at a time with 8-bit activations (VNNI; faster, slightly less exact);\n"
@@ -150,6 +151,13 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--percdamp")) a.percdamp = parse_float(o, VAL());
         else if (!strcmp(o, "--simplified-outliers")) a.simplified = 1;
         else if (!strcmp(o, "--head-bits")) a.head_bits = (int)parse_long(o, VAL(), 2, 8);
+        else if (!strcmp(o, "--hessian-jitter")) {
+            const char *v = VAL();
+            char *end;
+            a.jitter = strtod(v, &end);
+            if (*end == ',') a.jitter_seed = strtoull(end + 1, &end, 10);
+            if (*end || !(a.jitter >= 0 && a.jitter < 0.1)) die_usage("%s takes E[,SEED] with 0 <= E < 0.1", o);
+        }
         else if (!strcmp(o, "--calib")) a.calib = VAL();
         else if (!strcmp(o, "--nsamples")) a.nsamples = (int)parse_long(o, VAL(), 1, 1 << 20);
         else if (!strcmp(o, "--seqlen")) a.seqlen = (int)parse_long(o, VAL(), 2, 1 << 20);
@@ -611,6 +619,8 @@ static int cmd_quantize(const args *a) {
     if (!isnan(a->percdamp)) o.percdamp = a->percdamp;
     if (a->simplified) o.simplified_outliers = 1;
     o.head_bits = a->head_bits;
+    o.hessian_jitter = a->jitter;
+    o.jitter_seed = a->jitter_seed;
     o.gpu = a->gpu != 0;
     if (a->nsamples > 0) o.nsamples = a->nsamples;
     if (a->seqlen > 0) o.seqlen = a->seqlen;

@@ -68,14 +68,19 @@ static void mm_task(void *arg, int ith, int nth) { mm_rows(arg, ith, nth); }
 
 /* ---- decode: one token, rows handed out in chunks ----------------------------------------------- */
 
-/* Rows per work item. Threads take chunks from an atomic counter, so one slowed down (by another
- * process, by the hypervisor) does not hold the others up at the end of every product. */
-#define DECODE_CHUNK 64
+/* Rows per work item: threads take chunks from an atomic counter, so one slowed down (by another
+ * process, by the hypervisor) does not hold the others up at the end of every product. At least 64
+ * rows, and about 8 chunks per thread (a kernel call has a fixed cost: its control vectors). */
+static int decode_chunk(int rows, int nth) {
+    const int c = (rows / (8 * nth) + 15) / 16 * 16;
+    return c > 64 ? c : 64;
+}
 
 typedef struct {
     mm_job jobs[SPQR_MAX_FUSED];
     int n_jobs, swiglu;
     uint32_t first[SPQR_MAX_FUSED + 1]; /* work items of job i: [first[i], first[i + 1]) */
+    int chunk[SPQR_MAX_FUSED];          /* rows per work item of job i */
     atomic_uint next;
 } mm_multi;
 
@@ -148,7 +153,7 @@ static void decode_task(void *arg, int ith, int nth) {
         int i = 0;
         while (it >= m->first[i + 1]) i++;
         const mm_job *j = &m->jobs[i];
-        const int lo = (int)(it - m->first[i]) * DECODE_CHUNK, hi = lo + DECODE_CHUNK < j->lin->rows ? lo + DECODE_CHUNK : j->lin->rows;
+        const int ch = m->chunk[i], lo = (int)(it - m->first[i]) * ch, hi = lo + ch < j->lin->rows ? lo + ch : j->lin->rows;
         decode_rows(j, job_prep(m, i, scr, preps, have), lo, hi);
         if (m->swiglu) { /* the items cover job 0 (gate): the same rows of job 1 (up), then silu(g) ⊙ u */
             decode_rows(&m->jobs[1], job_prep(m, 1, scr, preps, have), lo, hi);
@@ -161,8 +166,12 @@ static void decode_task(void *arg, int ith, int nth) {
 
 static void decode_run(const spqr_mm *mm, mm_multi *m) {
     m->first[0] = 0;
-    for (int i = 0; i < m->n_jobs; i++)
-        m->first[i + 1] = m->first[i] + (!m->swiglu || i == 0 ? (uint32_t)((m->jobs[i].lin->rows + DECODE_CHUNK - 1) / DECODE_CHUNK) : 0);
+    const int nth = spqr_pool_size(mm->pool);
+    for (int i = 0; i < m->n_jobs; i++) {
+        const int rows = m->jobs[i].lin->rows;
+        m->chunk[i] = decode_chunk(m->swiglu ? m->jobs[0].lin->rows : rows, nth);
+        m->first[i + 1] = m->first[i] + (!m->swiglu || i == 0 ? (uint32_t)((rows + m->chunk[i] - 1) / m->chunk[i]) : 0);
+    }
     atomic_init(&m->next, 0);
     spqr_pool_run(mm->pool, decode_task, m);
 }

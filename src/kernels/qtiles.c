@@ -14,6 +14,7 @@ void spqr_qtiles_free(spqr_qtiles *t) {
     free(t->data);
     free(t->o_ptr);
     free(t->o_col);
+    free(t->o_lane);
     free(t->o_delta);
     free(t->o_val);
     free(t);
@@ -71,9 +72,10 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
         const uint64_t no = v->n_outliers;
         t->o_ptr = malloc(((uint64_t)v->rows + 1) * sizeof *t->o_ptr);
         t->o_col = malloc((no ? no : 1) * sizeof *t->o_col);
+        t->o_lane = malloc(no ? no : 1);
         t->o_delta = malloc((no ? no : 1) * sizeof *t->o_delta);
         t->o_val = malloc((no ? no : 1) * sizeof *t->o_val);
-        if (!t->o_ptr || !t->o_col || !t->o_delta || !t->o_val) goto fail;
+        if (!t->o_ptr || !t->o_col || !t->o_lane || !t->o_delta || !t->o_val) goto fail;
         memcpy(t->o_ptr, v->row_ptr, ((uint64_t)v->rows + 1) * sizeof *t->o_ptr);
         for (uint32_t r = 0; r < v->rows; r++)
             for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
@@ -82,6 +84,7 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
                 spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
                 const float dense = spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, v->wbits));
                 t->o_col[k] = (uint16_t)j;
+                t->o_lane[k] = (uint8_t)(r % SPQR_TILE_ROWS);
                 t->o_val[k] = spqr_f16_to_f32(v->oval[k]);
                 t->o_delta[k] = t->o_val[k] - dense;
             }
@@ -94,7 +97,7 @@ fail:
 
 uint64_t spqr_qtiles_bytes(const spqr_qtiles *t) {
     uint64_t b = t->tile_stride * t->n_tiles * sizeof(uint16_t);
-    if (t->o_ptr) b += ((uint64_t)t->rows + 1) * 4 + (uint64_t)t->o_ptr[t->rows] * 6;
+    if (t->o_ptr) b += ((uint64_t)t->rows + 1) * 4 + (uint64_t)t->o_ptr[t->rows] * 7;
     return b;
 }
 

@@ -42,6 +42,7 @@ typedef struct spqr_qtiles {
     uint16_t *data;        /* n_tiles * tile_stride, 64-byte aligned (owned) */
     uint32_t *o_ptr;       /* SpQR: CSR row pointers [rows + 1] (owned; NULL for GPTQ) */
     uint16_t *o_col;       /* stored column of each outlier */
+    uint8_t *o_lane;       /* its row's lane in the tile (row % 16) */
     float *o_delta;        /* outlier value − the dense weight it replaces (read by the kernels) */
     float *o_val;          /* the outlier value (read when decoding weights) */
 } spqr_qtiles;

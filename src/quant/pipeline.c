@@ -212,6 +212,20 @@ static spqr_status hess_finish(run_state *r, const int *hd, hess_acc *acc, spqr_
     return SPQR_OK;
 }
 
+/* diag(H_i) *= 1 + u, u uniform in ±amp (splitmix64 from seed): the size of a last-bit difference in
+ * the Hessians (another summation order, cuBLAS instead of OpenBLAS) when amp is ~1e-6. */
+static void jitter_diag(float *const *H, const int *hd, double amp, uint64_t seed) {
+    for (int i = 0; i < 4; i++)
+        for (int d = 0; d < hd[i]; d++) {
+            uint64_t z = (seed += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            const double u = ((double)(z >> 11) / 9007199254740992.0 * 2 - 1) * amp;
+            H[i][(size_t)d * hd[i] + d] *= (float)(1 + u);
+        }
+}
+
 static spqr_status check_opts(const spqr_model *m, const spqr_quant_opts *o, spqr_error *err) {
     if (o->method != SPQR_METHOD_SPQR && o->method != SPQR_METHOD_GPTQ && o->method != SPQR_METHOD_RTN) return spqr_set_err(err, SPQR_E_ARG, "quantize: unknown method");
     if (o->wbits < 1 || o->wbits > 8) return spqr_set_err(err, SPQR_E_ARG, "quantize: --wbits %d is outside 1..8", o->wbits);
@@ -361,6 +375,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                     st = spqr_ctx_block(r.ctx, l, r.X + ((size_t)s * o.seqlen + p) * dim, NULL, n, p, capture, &acc, err);
                 }
             if (st || (st = hess_finish(&r, hd, &acc, err))) break;
+            if (l == 0 && o.hessian_jitter > 0) jitter_diag(r.H, hd, o.hessian_jitter, o.jitter_seed);
         }
         qjob jobs[N_MODULES];
         memset(jobs, 0, sizeof jobs);
@@ -520,6 +535,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
                        (unsigned long long)o.seed);
     }
     spqr_sb_printf(b, ",\"head_bits\":%d", o.head_bits);
+    if (o.hessian_jitter > 0) spqr_sb_printf(b, ",\"hessian_jitter\":%.9g,\"jitter_seed\":%llu", o.hessian_jitter, (unsigned long long)o.jitter_seed);
     spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s],\"threads\":%d}}",
                    (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "", sum->threads);
     spqr_sb_free(&kept);

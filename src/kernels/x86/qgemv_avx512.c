@@ -148,6 +148,14 @@ static void qdequant_avx512(const spqr_qview *v, uint32_t r0, uint32_t r1, float
 
 /* ---- tile kernel (see qtiles.h): 16 rows in the lanes ------------------------------------------ */
 
+/* o[r - rb] += Σ δ·x[col] over the outliers of rows [rb, re): one flat loop over the tile's CSR range
+ * (each entry knows its lane), no per-row loop whose trip counts the branch predictor cannot learn.
+ * Each row's outliers are still added in CSR order. */
+static inline void tile_outliers(const spqr_qtiles *t, uint32_t rb, uint32_t re, const float *x, float *o) {
+    if (!t->o_ptr) return;
+    for (uint32_t k = t->o_ptr[rb], e = t->o_ptr[re]; k < e; k++) o[t->o_lane[k]] += t->o_delta[k] * x[t->o_col[k]];
+}
+
 #ifndef PF_U16
 #define PF_U16 1024 /* software prefetch distance (u16) into the tile stream */
 #endif
@@ -212,12 +220,8 @@ static inline __attribute__((always_inline)) void tiles_avx512(const spqr_qtiles
         float o[SPQR_TILE_ROWS];
         _mm512_storeu_ps(o, out);
         const uint32_t rb = tile * SPQR_TILE_ROWS, re = rb + SPQR_TILE_ROWS < r1 ? rb + SPQR_TILE_ROWS : r1;
-        for (uint32_t r = rb; r < re; r++) {
-            float v = o[r - rb];
-            if (t->o_ptr)
-                for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) v += t->o_delta[k] * x[t->o_col[k]];
-            y[r - r0] = v;
-        }
+        tile_outliers(t, rb, re, x, o);
+        for (uint32_t r = rb; r < re; r++) y[r - r0] = o[r - rb];
     }
 }
 
@@ -310,12 +314,8 @@ static inline __attribute__((always_inline)) void tiles_act8_avx512(const spqr_q
         float o[SPQR_TILE_ROWS];
         _mm512_storeu_ps(o, out);
         const uint32_t rb = tile * SPQR_TILE_ROWS, re = rb + SPQR_TILE_ROWS < r1 ? rb + SPQR_TILE_ROWS : r1;
-        for (uint32_t r = rb; r < re; r++) {
-            float v = o[r - rb];
-            if (t->o_ptr)
-                for (uint32_t k = t->o_ptr[r]; k < t->o_ptr[r + 1]; k++) v += t->o_delta[k] * x[t->o_col[k]];
-            y[r - r0] = v;
-        }
+        tile_outliers(t, rb, re, x, o);
+        for (uint32_t r = rb; r < re; r++) y[r - r0] = o[r - rb];
     }
 }
 
