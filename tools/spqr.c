@@ -25,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
     int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch, gpu;
@@ -673,7 +672,6 @@ static int cmd_quantize(const args *a) {
     spqr_model_free(m);
     return 0;
 }
-
 
 /* OpenBLAS picks its kernels when it loads; on a CPU newer than it, its generic ones (see
  * spqr_blas_core_advice): re-execute once with OPENBLAS_CORETYPE set. A set variable is kept. */
