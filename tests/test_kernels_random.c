@@ -70,15 +70,22 @@ static uint8_t *random_blob(spqr_file_tensor *t) {
     return b;
 }
 
-static int check_all(spqr_file_tensor *t, const char *what) {
+/* A random blob for *t and its validated view; NULL (a failure recorded) if either fails. */
+static uint8_t *random_view(spqr_file_tensor *t, spqr_qview *v, const char *what) {
     uint8_t *blob = random_blob(t);
-    spqr_qview v;
     spqr_error err;
-    if (!blob || spqr_qview_init(&v, t, blob, t->data_size, what, &err) != SPQR_OK) {
+    if (!blob || spqr_qview_init(v, t, blob, t->data_size, what, &err) != SPQR_OK) {
         th_fail(__FILE__, __LINE__, "%s: %s", what, blob ? err.msg : "bad layout");
         spqr_aligned_free(blob);
-        return 0;
+        return NULL;
     }
+    return blob;
+}
+
+static int check_all(spqr_file_tensor *t, const char *what) {
+    spqr_qview v;
+    uint8_t *blob = random_view(t, &v, what);
+    if (!blob) return 0;
     const uint32_t rows = v.rows, cols = v.cols;
     float *xs = malloc(cols * sizeof *xs), *gsum = calloc(v.lay.groups, sizeof *gsum), *scr = malloc(spqr_qgemv_scratch(&v) * sizeof *scr);
     float *yg = malloc(rows * sizeof *yg), *y = malloc(rows * sizeof *y);
@@ -293,14 +300,10 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
 /* The layout's bookkeeping (outlier segments in range, in their slice, columns ascending) and the
  * emulated kernel against W·x in double: fp16 weights and activations, so 2e-3 relative. */
 static void check_mma(spqr_file_tensor *t, uint32_t S, const char *what) {
-    uint8_t *blob = random_blob(t);
     spqr_qview v;
     spqr_error err;
-    if (!blob || spqr_qview_init(&v, t, blob, t->data_size, what, &err) != SPQR_OK) {
-        th_fail(__FILE__, __LINE__, "%s: %s", what, blob ? err.msg : "bad layout");
-        spqr_aligned_free(blob);
-        return;
-    }
+    uint8_t *blob = random_view(t, &v, what);
+    if (!blob) return;
     spqr_mma_layout L;
     if (spqr_mma_build(&v, S, &L, &err) != SPQR_OK) {
         th_fail(__FILE__, __LINE__, "%s: %s", what, err.msg);
