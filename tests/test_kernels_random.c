@@ -297,15 +297,96 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
     free(x16);
 }
 
+/* Stored column, within the group, of MMA index k in the group-sum layout (lane t's k = 2t, 2t + 1,
+ * 2t + 8, 2t + 9 are the group's columns 4t .. 4t + 3). */
+static unsigned gsum_kcol(unsigned k) { return 4 * ((k & 7) >> 1) + 2 * (k >> 3) + (k & 1); }
+
+/* y[b][r] (double) of the group-sum kernel (v8, spqr_cuda_mma.cu) with NB-wide column sets, b < n <=
+ * NB: the A matrix of every (m-tile, group) MMA rebuilt from the 32 lanes' registers by the PTX
+ * m16n8k16 fragment layout, B as the kernel loads it (zero outside the group's columns), the
+ * accumulators of each set, then the kernel's fp32 epilogue per (lane, m-tile, row, column). */
+static void gsum_emulate(const spqr_mma_layout *L, const float *x, int n, int NB, double *y) {
+    const unsigned W = L->wbits, GPS = 8 / NB;
+    memset(y, 0, (size_t)n * L->rows * sizeof *y);
+    const uint32_t ld = L->nku * 128;
+    float *x16 = malloc((size_t)n * ld * sizeof *x16);
+    for (int b = 0; b < n; b++)
+        for (uint32_t j = 0; j < ld; j++) x16[(size_t)b * ld + j] = j < L->cols ? f16r(x[(size_t)b * L->cols + (L->perm ? (uint32_t)L->perm[j] : j)]) : 0.f;
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t u = 0; u < L->nku; u++) {
+            const uint64_t unit = (uint64_t)rt * L->nku + u;
+            static float A[2][8][16][16];
+            for (unsigned lane = 0; lane < 32; lane++) {
+                const unsigned gl = lane >> 2, t = lane & 3;
+                uint32_t w[16];
+                for (unsigned k = 0; k < 4 * W; k++) w[k] = L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4];
+                for (unsigned mt = 0; mt < 2; mt++)
+                    for (unsigned G = 0; G < 8; G++)
+                        for (unsigned i = 0; i < 4; i++) {
+                            const uint32_t m = spqr_gsum_pair(w + mt * 2 * W, W, G, i, 0x64006400u);
+                            for (unsigned e = 0; e < 2; e++) /* reg i: row gl + 8 (i & 1), k = 2t + e + 8 (i >> 1) */
+                                A[mt][G][gl + 8 * (i & 1)][2 * t + e + 8 * (i >> 1)] = spqr_f16_to_f32((uint16_t)(m >> (16 * e)));
+                        }
+            }
+            float X[8][8]; /* [activation][group] sums of the fp16 x */
+            for (int b = 0; b < n; b++)
+                for (unsigned G = 0; G < 8; G++) {
+                    float sx = 0.f;
+                    for (unsigned c = 0; c < 16; c++) sx += x16[(size_t)b * ld + u * 128 + 16 * G + c];
+                    X[b][G] = sx;
+                }
+            for (unsigned mt = 0; mt < 2; mt++)
+                for (int s = 0; s < NB; s++) {
+                    double C[16][8] = {{0}};
+                    for (unsigned gi = 0; gi < GPS; gi++) {
+                        const unsigned G = s * GPS + gi;
+                        for (unsigned c = 0; c < 8; c++) {
+                            const int b = (int)(c % NB);
+                            if (c / NB != gi || b >= n) continue; /* B column c of this MMA is zero */
+                            for (unsigned r = 0; r < 16; r++)
+                                for (unsigned k = 0; k < 16; k++)
+                                    C[r][c] += (double)A[mt][G][r][k] * x16[(size_t)b * ld + u * 128 + 16 * G + gsum_kcol(k)];
+                        }
+                    }
+                    for (unsigned lane = 0; lane < 32; lane++) {
+                        const unsigned gl = lane >> 2, t = lane & 3;
+                        for (unsigned h = 0; h < 2; h++)
+                            for (unsigned e = 0; e < 2; e++) {
+                                const unsigned c = 2 * t + e, G = s * GPS + c / NB;
+                                const int b = (int)(c % NB);
+                                const uint32_t row = rt * 32 + mt * 16 + gl + 8 * h;
+                                if (b >= n || row >= L->rows) continue;
+                                const uint32_t byte = (L->fields[unit * 64 + (row % 32) * 2 + (G >> 2)] >> (8 * (G & 3))) & 0xffu;
+                                const uint16_t *q = L->qq + ((uint64_t)((rt * 32 + mt * 16) / L->qq_gs) * L->gpad + u * 8 + G) * 4;
+                                const float F = (float)(1u << spqr_gsum_o(W, G));
+                                const float ss = spqr_f16_to_f32(q[0]), sz = spqr_f16_to_f32(q[1]), zs = spqr_f16_to_f32(q[2]), zz = spqr_f16_to_f32(q[3]);
+                                const float ssF = ss / F, nsszF = -(ss * sz) / F, zsF = zs * F, kz0 = 1024.f - zs * zz * F;
+                                const float s1 = fmaf((float)(byte & 15u), ssF, nsszF), kz = fmaf((float)(byte >> 4), zsF, kz0);
+                                y[(size_t)b * L->rows + row] += (double)s1 * fmaf(-kz, X[b][G], (float)C[gl + 8 * h][c]);
+                            }
+                    }
+                }
+        }
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t ks = 0; ks < L->S; ks++)
+            for (uint32_t r = 0; r < 32; r++) {
+                const uint64_t seg = ((uint64_t)rt * L->S + ks) * 32 + r;
+                for (uint32_t k = L->optr[seg]; k < L->optr[seg + 1]; k++)
+                    for (int b = 0; b < n; b++)
+                        y[(size_t)b * L->rows + rt * 32 + r] += (double)spqr_f16_to_f32(L->odelta[k]) * x16[(size_t)b * ld + L->ocol[k]];
+            }
+    free(x16);
+}
+
 /* The layout's bookkeeping (outlier segments in range, in their slice, columns ascending) and the
  * emulated kernel against W·x in double: fp16 weights and activations, so 2e-3 relative. */
-static void check_mma(spqr_file_tensor *t, uint32_t S, const char *what) {
+static void check_mma(spqr_file_tensor *t, uint32_t S, int gsum, const char *what) {
     spqr_qview v;
     spqr_error err;
     uint8_t *blob = random_view(t, &v, what);
     if (!blob) return;
     spqr_mma_layout L;
-    if (spqr_mma_build(&v, S, &L, &err) != SPQR_OK) {
+    if ((gsum ? spqr_gsum_build(&v, S, &L, &err) : spqr_mma_build(&v, S, &L, &err)) != SPQR_OK) {
         th_fail(__FILE__, __LINE__, "%s: %s", what, err.msg);
         spqr_aligned_free(blob);
         return;
@@ -325,22 +406,29 @@ static void check_mma(spqr_file_tensor *t, uint32_t S, const char *what) {
             }
         }
     }
-    const int n = 3;
-    float *x = malloc((size_t)n * cols * sizeof *x), *ref = malloc((size_t)rows * cols * sizeof *ref);
-    double *y = malloc((size_t)n * rows * sizeof *y);
-    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frnd();
+    /* v7: n = 3 against the fp32 x (its fp16 weights and activations: 2e-3); v8: n = 1, 3, 8 (column
+     * sets of 1, 4, 8) against W·x16, the fp16-rounded x the kernel multiplies (fp32 arithmetic; the
+     * fp16 outlier deltas leave up to ~1e-4 on the q1 case: 2.5e-4) */
+    const int ns[3] = {3, 1, 8}, NBs[3] = {0, 1, 8};
+    float *x = malloc((size_t)8 * cols * sizeof *x), *ref = malloc((size_t)rows * cols * sizeof *ref);
+    double *y = malloc((size_t)8 * rows * sizeof *y);
     spqr_qview_dequant_rows(&v, 0, rows, 1, ref);
-    mma_emulate(&L, x, n, y);
-    double num = 0, den = 0;
-    for (int b = 0; b < n; b++)
-        for (uint32_t r = 0; r < rows; r++) {
-            double d = 0;
-            for (uint32_t c = 0; c < cols; c++) d += (double)ref[(size_t)r * cols + c] * x[(size_t)b * cols + c];
-            num += (y[(size_t)b * rows + r] - d) * (y[(size_t)b * rows + r] - d);
-            den += d * d;
-        }
-    const double rel = sqrt(num / (den > 0 ? den : 1));
-    CHECKF(rel <= 2e-3, "%s (S %u): emulated MMA kernel rel. error %.3e", what, L.S, rel);
+    for (int ci = 0; ci < (gsum ? 3 : 1); ci++) {
+        const int n = ns[ci], NB = gsum ? (ci == 0 ? 4 : NBs[ci]) : 0;
+        for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = gsum ? f16r(frnd()) : frnd();
+        if (gsum) gsum_emulate(&L, x, n, NB, y);
+        else mma_emulate(&L, x, n, y);
+        double num = 0, den = 0;
+        for (int b = 0; b < n; b++)
+            for (uint32_t r = 0; r < rows; r++) {
+                double d = 0;
+                for (uint32_t c = 0; c < cols; c++) d += (double)ref[(size_t)r * cols + c] * x[(size_t)b * cols + c];
+                num += (y[(size_t)b * rows + r] - d) * (y[(size_t)b * rows + r] - d);
+                den += d * d;
+            }
+        const double rel = sqrt(num / (den > 0 ? den : 1)), tol = gsum ? 2.5e-4 : 2e-3;
+        CHECKF(rel <= tol, "%s (S %u, %s n %d): emulated kernel rel. error %.3e", what, L.S, gsum ? "gsum" : "mma", n, rel);
+    }
     free(x); free(ref); free(y);
     spqr_mma_free(&L);
     spqr_aligned_free(blob);
@@ -360,7 +448,8 @@ static void test_mma_layout(void) {
         t.wbits = cs[i].w; t.groupsize = cs[i].gs; t.qq_bits = cs[i].q; t.qq_groupsize = cs[i].qq_gs; t.flags = i & 1 ? SPQR_TF_PERM : 0;
         snprintf(what, sizeof what, "%s %ux%u w%u g%u q%u/%u", cs[i].kind == SPQR_TK_SPQR ? "SpQR" : "GPTQ", cs[i].rows, cs[i].cols, cs[i].w,
                  cs[i].gs, cs[i].q, cs[i].qq_gs);
-        check_mma(&t, cs[i].S, what);
+        check_mma(&t, cs[i].S, 0, what);
+        if (cs[i].kind == SPQR_TK_SPQR && cs[i].gs == 16) check_mma(&t, cs[i].S, 1, what);
     }
     /* what the kernel does not take */
     spqr_qview v = {.kind = SPQR_TK_SPQR, .wbits = 3, .groupsize = 8, .qq_bits = 3, .qq_groupsize = 16, .cols = 64};
@@ -373,6 +462,9 @@ static void test_mma_layout(void) {
     CHECK(!spqr_mma_supported(&v));
     v.groupsize = 16;
     CHECK(spqr_mma_supported(&v));
+    CHECK(spqr_gsum_supported(&v));
+    v.groupsize = 32;
+    CHECK(!spqr_gsum_supported(&v));
 }
 
 const th_test suite_kernels_random[] = {

@@ -7,12 +7,16 @@
  *   v3 tiled    repacked layout, 16-byte loads, fp16-magic decode, fp32 math, fused outliers
  *                                                           (SPQR_CUDA_TILED, src/cuda)
  *   v4 deq+gemm dequantize to fp16 + cuBLAS GemmEx          (SPQR_CUDA_DEQUANT, src/cuda)
- *   v5 fused    rows in lanes, in-block x gather, one launch (SPQR_CUDA_FUSED, src/cuda)
+ *   v5 fused    rows in lanes, in-block x gather, one launch (SPQR_CUDA_FUSED, src/cuda): v5-fused
+ *               (half tiles for n <= 2, programmatic dependent launch), v5-whole (whole tiles), v5-nopdl
  *   v6 split-K  v5's layout, one block per (32 rows, chunk of 4 or 8 column tiles), in-kernel chunk
  *               reduction (spqr_cuda_v6.cu): v6-w4, v6-w8 (warps = column tiles per block)
  *   v7 mma      tensor cores (mma.sync m16n8k16), weights dequantized to fp16 in registers, K split
  *               over S blocks per row tile (spqr_cuda_mma.cu, SPQR_CUDA_MMA): v7-mma (S for this
  *               device), v7-S<k> (S forced; n = 1 only)
+ *   v8 gsum     tensor cores on exact codes: group sums Σ c·x per (row, group of 16) in the MMA
+ *               accumulators, statistics in fp32 (spqr_cuda_mma.cu, SPQR_CUDA_GSUM): v8-gsum (S for
+ *               this device), v8-S<k> (S forced; n = 1 only); SpQR β1 = 16, n <= 8
  *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
  *
  * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
@@ -25,6 +29,7 @@
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
  *   --v7     only cuBLAS, v5 (n <= 8) and v7 (implies --fast)
+ *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
  */
 #include <algorithm>
 #include <math.h>
@@ -81,7 +86,7 @@ static void run_v1(const spqr_cuda_qmatrix *m, const __half *x, int n, float *y,
 static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v) {
     spqr_cuda_qmatrix *c = (spqr_cuda_qmatrix *)malloc(sizeof *c);
     *c = *m;
-    c->mma = NULL; /* v7 has its own copies (run_v7) */
+    c->mma = c->gsum = NULL; /* v7 and v8 have their own copies (run_v7) */
     CHECK(cudaMalloc(&c->blob, m->lay.size));
     CHECK(cudaMemcpy(c->blob, m->blob, m->lay.size, cudaMemcpyDeviceToDevice));
     c->perm = m->perm ? (const int32_t *)(c->blob + m->lay.perm) : NULL;
@@ -214,14 +219,16 @@ static void run_v7(FILE *csv, const char *shape, const cfg &cf, const spqr_qview
                    const std::vector<double> &cub_us, double read_gbs, int sms) {
     spqr_error er;
     spqr_mma_layout L;
-    OKE(spqr_mma_build(v, S ? S : spqr_mma_default_slices(v->rows, v->cols, sms), &L, &er), er);
+    const bool gsum = !strncmp(alg, "v8", 2);
+    const uint32_t S1 = S ? S : spqr_mma_default_slices(v->rows, v->cols, sms);
+    OKE(gsum ? spqr_gsum_build(v, S1, &L, &er) : spqr_mma_build(v, S1, &L, &er), er);
     const double wb = (double)spqr_mma_bytes(&L);
     const int NC = std::max(2, (int)ceil(150e6 / wb));
     std::vector<spqr_cuda_mma *> ds(NC);
     for (int i = 0; i < NC; i++) OKE(spqr_cuda_mma_upload(&L, &ds[i], &er), er);
     char name[32];
     snprintf(name, sizeof name, "%s", alg);
-    if (!strcmp(alg, "v7-mma")) snprintf(name, sizeof name, "v7-mma-S%u", L.S);
+    if (!strcmp(alg, "v7-mma") || !strcmp(alg, "v8-gsum")) snprintf(name, sizeof name, "%s-S%u", alg, L.S);
     std::vector<float> yh((size_t)64 * v->rows);
     for (int n : ns) {
         auto op = [&](int i) { OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
@@ -239,13 +246,14 @@ static void run_v7(FILE *csv, const char *shape, const cfg &cf, const spqr_qview
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--fast")) fast = 1;
         else if (!strcmp(argv[i], "--v56")) fast = v56 = 1;
         else if (!strcmp(argv[i], "--v7")) fast = v7 = 1;
+        else if (!strcmp(argv[i], "--v8")) fast = v7 = v8 = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
@@ -338,18 +346,20 @@ int main(int argc, char **argv) {
             }
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
-                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED},
+                                {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}, {"v5-whole", 301}, {"v5-nopdl", 302},
                                 {"v6-w4", 204}, {"v6-w8", 208}};
             for (const alg &al : algs) {
-                const bool isv6 = al.id > 200;
+                const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
-                if (v7 && al.id != SPQR_CUDA_FUSED) continue;
+                if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
-                const int id = isv6 ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
-                ctx->tiled_rpw = al.id > 100 && !isv6 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
+                const int id = isv6 || whole || nopdl ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
+                ctx->tiled_rpw = al.id > 100 && al.id < 200 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
+                ctx->fused_mode = whole ? 1 : 0; /* v5 on whole column tiles (16 warps) instead of half tiles */
+                ctx->pdl = !nopdl;               /* v5-nopdl: without programmatic dependent launch */
                 if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
-                if (al.id > 100 && !isv6 && cf.full != 1) continue;
-                if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && !isv6))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
+                if (al.id > 100 && al.id < 200 && cf.full != 1) continue;
+                if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && al.id < 200))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
                 if (cf.full != 1 && (al.id == 0 || al.id == SPQR_CUDA_GENERIC)) continue;
                 const double wb = (double)spqr_cuda_weight_bytes(m0, id ? (spqr_cuda_algo)id : SPQR_CUDA_GENERIC);
                 const int NC = std::max(2, (int)ceil(L2_ROT / wb));
@@ -363,7 +373,7 @@ int main(int argc, char **argv) {
                 for (int n : (cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6) : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4))) {
                     if (al.id == 0 && n > 1) continue;
                     if (id == SPQR_CUDA_GENERIC && n > 8) continue;
-                    if (al.id > 100 && n > 8) continue;
+                    if (al.id > 100 && al.id < 200 && n > 8) continue;
                     if (v56 && n > 4) continue;
                     if (v7 && n > 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
@@ -389,6 +399,8 @@ int main(int argc, char **argv) {
                     if (csv) fprintf(csv, "%u,%u,%s,%s,%d,%.3f,%.1f,%.4f,%.3f,%.3e,%.0f\n", rows, cols, cf.name, al.name, n, us, bytes / us / 1e3, bytes / us / 1e3 / read_gbs, sp_, e, bytes);
                     fflush(stdout);
                 }
+                ctx->fused_mode = 0;
+                ctx->pdl = 1;
                 CHECK(cudaFree(xp1));
                 for (auto p : v6s) spqr_cuda_v6_free(p);
                 for (int i = 1; i < NC; i++) {
@@ -401,7 +413,18 @@ int main(int argc, char **argv) {
                 const std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                           : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
                 run_v7(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                if (cf.full == 1)
+                if (spqr_gsum_supported(&sm.view)) {
+                    const std::vector<int> n8 = cf.full == 2 ? std::vector<int>{1} : std::vector<int>{1, 2, 4, 8};
+                    run_v7(csv, shape, cf, &sm.view, 0, "v8-gsum", n8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                    if (cf.full == 1)
+                        for (uint32_t S : {1u, 2u, 4u, 8u, 16u}) {
+                            char an[16];
+                            snprintf(an, sizeof an, "v8-S%u", S);
+                            run_v7(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
+                                   prop.multiProcessorCount);
+                        }
+                }
+                if (cf.full == 1 && !v8)
                     for (uint32_t S : {1u, 2u, 4u, 16u}) {
                         char an[16];
                         snprintf(an, sizeof an, "v7-S%u", S);

@@ -10,6 +10,11 @@ bool spqr_mma_supported(const spqr_qview *v) {
     return v->kind == SPQR_TK_GPTQ;
 }
 
+bool spqr_gsum_supported(const spqr_qview *v) {
+    return v->kind == SPQR_TK_SPQR && v->wbits >= 2 && v->wbits <= 4 && v->groupsize == 16 && v->qq_bits <= 4 && v->qq_groupsize % 16 == 0 &&
+           v->cols <= 65535;
+}
+
 uint32_t spqr_mma_default_slices(uint32_t rows, uint32_t cols, int sms) {
     const uint32_t nrt = (rows + SPQR_MMA_ROWS - 1) / SPQR_MMA_ROWS, nku = (cols + SPQR_MMA_UCOLS - 1) / SPQR_MMA_UCOLS;
     /* about 8 blocks per SM, but at least 2 units per warp (8 per slice): each block's gather,
@@ -62,9 +67,52 @@ static void put_pair(uint32_t *w, unsigned W, unsigned q, unsigned c0, unsigned 
     w[q / per] |= c0 << o | c1 << (16 + o);
 }
 
-spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *L, spqr_error *err) {
+/* Puts the codes of group-sum register (G, i) of an m-tile into its words (the inverse of spqr_gsum_pair). */
+static void put_gsum(uint32_t *w, unsigned W, unsigned G, unsigned i, unsigned c0, unsigned c1) {
+    unsigned k, b;
+    spqr_gsum_reg(W, G, i, &k, &b);
+    if (b == 15) {
+        for (unsigned j = 0; j < 3; j++) w[k + j] |= ((c0 >> j) & 1u) << 15 | ((c1 >> j) & 1u) << 31;
+        return;
+    }
+    w[k] |= c0 << b | c1 << (16 + b);
+}
+
+/* The group-sum codes and fields of one (row tile, unit, lane). */
+static void fill_gsum(const spqr_qview *v, spqr_mma_layout *L, uint32_t rt, uint32_t u, unsigned lane) {
+    const unsigned W = v->wbits, gl = lane >> 2, t = lane & 3;
+    const uint64_t unit = (uint64_t)rt * L->nku + u;
+    uint32_t w[16] = {0};
+    for (unsigned mt = 0; mt < 2; mt++)
+        for (unsigned G = 0; G < 8; G++)
+            for (unsigned i = 0; i < 4; i++) {
+                const uint32_t r = rt * 32 + mt * 16 + gl + 8 * (i & 1), j = u * 128 + 16 * G + 4 * t + 2 * (i >> 1);
+                put_gsum(w + mt * 2 * W, W, G, i, code_at(v, r, j), code_at(v, r, j + 1));
+            }
+    for (unsigned k = 0; k < 4 * W; k++) L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4] = w[k];
+    /* lane L's fields: row L of the tile, its 8 groups */
+    const uint32_t r = rt * 32 + lane;
+    uint32_t f[2] = {0, 0};
+    for (unsigned G = 0; G < 8 && r < v->rows; G++) {
+        const uint64_t g = (uint64_t)u * 8 + G;
+        if (g >= v->lay.groups) break;
+        const uint8_t *srow = v->stats + (uint64_t)r * v->lay.stat_stride;
+        f[G >> 2] |= (spqr_bits_get(srow, 2 * g, v->qq_bits) | spqr_bits_get(srow, 2 * g + 1, v->qq_bits) << 4) << (8 * (G & 3));
+    }
+    L->fields[unit * 64 + lane * 2] = f[0];
+    L->fields[unit * 64 + lane * 2 + 1] = f[1];
+}
+
+static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_layout *L, spqr_error *err);
+
+spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *L, spqr_error *err) { return build(v, S, 0, L, err); }
+spqr_status spqr_gsum_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *L, spqr_error *err) { return build(v, S, 1, L, err); }
+
+static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_layout *L, spqr_error *err) {
     memset(L, 0, sizeof *L);
-    if (!spqr_mma_supported(v)) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "mma layout: unsupported matrix (w%u g%u)", v->wbits, v->groupsize);
+    if (gsum ? !spqr_gsum_supported(v) : !spqr_mma_supported(v))
+        return spqr_set_err(err, SPQR_E_UNSUPPORTED, "%s layout: unsupported matrix (w%u g%u)", gsum ? "gsum" : "mma", v->wbits, v->groupsize);
+    L->gsum = (uint32_t)gsum;
     const unsigned W = v->wbits;
     const int sp = v->kind == SPQR_TK_SPQR;
     L->kind = v->kind; L->rows = v->rows; L->cols = v->cols; L->wbits = W; L->gs = v->groupsize;
@@ -95,6 +143,10 @@ spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *L, 
         for (uint32_t u = 0; u < L->nku; u++) {
             const uint64_t unit = (uint64_t)rt * L->nku + u;
             for (unsigned lane = 0; lane < 32; lane++) {
+                if (gsum) {
+                    fill_gsum(v, L, rt, u, lane);
+                    continue;
+                }
                 const unsigned gl = lane >> 2, t = lane & 3;
                 uint32_t w[16] = {0};
                 for (unsigned q = 0; q < 64; q++) {
@@ -139,11 +191,8 @@ spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *L, 
             for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
                 const uint32_t j = v->ocol[k];
                 const uint64_t seg = ((uint64_t)(r / 32) * L->S + j / slice_cols) * 32 + r % 32;
-                float s, z;
-                spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
-                const float dense = spqr_deq(s, z, code_at(v, r, j));
                 L->ocol[fill[seg]] = (uint16_t)j;
-                L->odelta[fill[seg]++] = spqr_f32_to_f16(spqr_f16_to_f32(v->oval[k]) - dense);
+                L->odelta[fill[seg]++] = spqr_f32_to_f16(spqr_f16_to_f32(v->oval[k]) - spqr_qview_dense_weight(v, r, j));
             }
         free(fill);
     }

@@ -44,6 +44,32 @@
  * K-slices: the grid is (nrt, S); block (rt, ks) takes units [ks·ups, ks·ups + ups), its 4 warps
  * units ks·ups + w, + 4, ...; with S > 1 the blocks of a row tile add their partial sums in slice
  * order (deterministic). S is fixed at build time (the outlier segments depend on it).
+ *
+ * ---- The group-sum variant (v8, SPQR_CUDA_GSUM; gsum = 1): SpQR with β1 = 16, n <= 8 -----------
+ * Same row tiles, units, K-slices, qq, outliers and perm; only codes and fields differ. Each MMA
+ * (m-tile mt, group G = 0..7 of the unit, k = that group's 16 columns) multiplies the codes as EXACT
+ * fp16 numbers by x and accumulates in fp32, so the accumulator holds group sums Σ code·x; the
+ * statistics are applied in fp32 afterwards, y += s·(Σ c x − z Σ x), as the reference decoder.
+ * With n activations the 8 accumulator columns are (group, activation) pairs: column 2t + e of set
+ * s (s < n, 8/n groups per set) is group s·(8/n) + (2t + e)/n, activation (2t + e) % n, and the B
+ * operand of group G's MMA is zero except in the columns of G (lanes gl with gl / n == G % (8/n)).
+ *   A registers of group G (lane 4 gl + t), in the order of the m16n8k16 fragment, each the pair of
+ *   stored columns (16 G + 4 t + 2 (i >> 1), + 1) of row 16 mt + gl + 8 (i & 1) (so B is one
+ *   8-byte load, columns 16 G + 4 t .. + 3):  i = 0..3.
+ *   A code sits in the low 10 bits (the mantissa) of a 16-bit half at bit b, with the same b in both
+ *   halves of a word; the register is (word [>> SH]) & (mask << o) | MAGIC, o = the offset in the
+ *   mantissa after the optional shift SH. MAGIC = 0x64006400 gives the fp16 number 1024 + 2^o c
+ *   (exact); the kernel removes 1024·Σx and the 2^o in the epilogue. Every register of one group's
+ *   MMA has the same o (spqr_gsum_o), so the accumulator of that group is 1024 Σx + 2^o Σ c x.
+ *     W = 3, SH = 6, 6 words per m-tile: o = 0: the 6 words at b = 0 and two "spare" registers
+ *       (bit j of c0 / c1 at bits 15 / 31 of word 3 k + j); o = 3: b = 3 and b = 9 (shifted);
+ *       o = 6: b = 6 and b = 12 (shifted). Groups 0-1: o = 0, 2-4: o = 3, 5-7: o = 6.
+ *     W = 4, SH = 8, 8 words: groups 0-3: b = 0 / 8 (o = 0); groups 4-7: b = 4 / 12 (o = 4).
+ *     W = 2, SH = 10, 4 words: groups 2c, 2c + 1 (c < 3): b = 2c / 10 + 2c (o = 2c); 6: b = 6; 7: b = 8.
+ *   (spqr_gsum_reg gives word and b for (W, G, i); list index 4·(G − first group of its o) + i.)
+ *   codes   uint32 [nrt][nku][W][32 lanes][4] as above; m-tile mt's words are the lane's words
+ *           2W·mt .. 2W·mt + 2W − 1
+ *   fields  uint32 [nrt][nku][32 rows][2]: byte G of the row's pair = sc | zc << 4 of (row, group G)
  */
 #ifndef SPQR_MMA_LAYOUT_H
 #define SPQR_MMA_LAYOUT_H
@@ -67,6 +93,7 @@ extern "C" {
 typedef struct spqr_mma_layout {
     uint32_t kind, rows, cols, wbits, gs, qq_bits, qq_gs;
     uint32_t nrt, nku, S, ups, gpad, rb_pad;
+    uint32_t gsum;     /* 1: the group-sum (v8) codes and fields */
     uint64_t n_out;
     uint32_t *codes;   /* nrt·nku·W·128 words */
     uint32_t *fields;  /* SpQR: nrt·nku·64 words; GPTQ: nrt·32·gpad words */
@@ -85,9 +112,15 @@ bool spqr_mma_supported(const spqr_qview *v);
  * least 8 units (2 per warp) per slice. */
 uint32_t spqr_mma_default_slices(uint32_t rows, uint32_t cols, int sms);
 
+/* Whether the group-sum kernel (v8) takes v: SpQR, β1 = 16, qq_bits <= 4, β2 % 16 == 0, wbits 2..4,
+ * at most 65535 columns. */
+bool spqr_gsum_supported(const spqr_qview *v);
+
 /* Builds the layout of v with S K-slices (0: spqr_mma_default_slices for 132 SMs; clamped to the
- * number of units). SPQR_E_UNSUPPORTED if !spqr_mma_supported(v), SPQR_E_NOMEM. */
+ * number of units); gsum = 1: the group-sum variant. SPQR_E_UNSUPPORTED if the kernel does not take
+ * v, SPQR_E_NOMEM. */
 spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *out, spqr_error *err);
+spqr_status spqr_gsum_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *out, spqr_error *err);
 void spqr_mma_free(spqr_mma_layout *L);
 
 /* Bytes of the arrays one product reads (codes, fields, qq, outliers, perm). */
@@ -108,6 +141,45 @@ SPQR_HD uint32_t spqr_mma_pair(const uint32_t *w, unsigned W, unsigned q) {
 /* Stored column (within the unit) of MMA index k at k-step s of chunk kc. */
 SPQR_HD unsigned spqr_mma_kcol(unsigned kc, unsigned s, unsigned k) {
     return 64 * kc + 16 * ((k & 7) >> 1) + 4 * s + (((k >> 3) << 1) | (k & 1));
+}
+
+/* Group-sum layout: word k (of the m-tile's 2W) and bit b (in the half) of A register i of group G;
+ * b = 15: a w3 spare register (words k, k + 1, k + 2 give code bits 0, 1, 2). */
+SPQR_HD void spqr_gsum_reg(unsigned W, unsigned G, unsigned i, unsigned *k, unsigned *b) {
+    if (W == 3) {
+        const unsigned first = G < 2 ? 0 : G < 5 ? 2 : 5, idx = 4 * (G - first) + i;
+        if (first == 0) { *k = idx < 6 ? idx : 3 * (idx - 6); *b = idx < 6 ? 0 : 15; }
+        else { *k = idx % 6; *b = (first == 2 ? 3 : 6) + (idx < 6 ? 0 : 6); }
+    } else if (W == 4) {
+        const unsigned idx = 4 * (G & 3) + i;
+        *k = idx & 7; *b = (G < 4 ? 0 : 4) + (idx < 8 ? 0 : 8);
+    } else {
+        if (G >= 6) { *k = i; *b = G == 6 ? 6 : 8; return; }
+        const unsigned idx = 4 * (G & 1) + i;
+        *k = idx & 3; *b = 2 * (G >> 1) + (idx < 4 ? 0 : 10);
+    }
+}
+
+/* The shift applied to a word before the mask (W = 2, 3, 4: 10, 6, 8). */
+SPQR_HD unsigned spqr_gsum_sh(unsigned W) { return W == 2 ? 10 : W == 3 ? 6 : 8; }
+
+/* The mantissa offset o of group G's registers (the accumulator holds 1024 Σx + 2^o Σ c x). */
+SPQR_HD unsigned spqr_gsum_o(unsigned W, unsigned G) {
+    if (W == 3) return G < 2 ? 0 : G < 5 ? 3 : 6;
+    if (W == 4) return G < 4 ? 0 : 4;
+    return G == 7 ? 8 : 2 * (G >> 1);
+}
+
+/* A register i of group G from the m-tile's words w[0 .. 2W): (1024 + 2^o c0) | (1024 + 2^o c1) << 16
+ * as fp16 bits when magic, else the bare field bits. */
+SPQR_HD uint32_t spqr_gsum_pair(const uint32_t *w, unsigned W, unsigned G, unsigned i, uint32_t magic) {
+    unsigned k, b;
+    spqr_gsum_reg(W, G, i, &k, &b);
+    if (b == 15) return ((w[k] >> 15) & 0x10001u) | ((w[k + 1] >> 14) & 0x20002u) | ((w[k + 2] >> 13) & 0x40004u) | magic;
+    const uint32_t mask = ((1u << W) - 1) * 0x10001u;
+    if (b + W <= 10) return (w[k] & (mask << b)) | magic;
+    const unsigned sh = spqr_gsum_sh(W);
+    return ((w[k] >> sh) & (mask << (b - sh))) | magic;
 }
 
 #ifdef __cplusplus

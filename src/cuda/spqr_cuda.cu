@@ -7,12 +7,6 @@
 #include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
-#define CK(call, what)                                                                                        \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
-    } while (0)
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Context                                                                                        */
 /* ---------------------------------------------------------------------------------------------- */
@@ -29,6 +23,11 @@ extern "C" spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr
     spqr_cuda_ctx *c = (spqr_cuda_ctx *)calloc(1, sizeof *c);
     if (!c) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     c->stream = (cudaStream_t)stream;
+    c->pdl = 1;
+    int dev = 0;
+    c->sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, dev);
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) { free(c); return spqr_set_err(err, SPQR_E_IO, "cuda: cublasCreate failed"); }
     cublasSetStream(c->blas, c->stream);
     *out = c;
@@ -118,10 +117,7 @@ static spqr_status upload_tiled(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
         for (uint32_t r = 0; r < rows; r++)
             for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
                 uint32_t j = v->ocol[k];
-                float s, z;
-                spqr_qview_stats(v, r, j / gs, &s, &z);
-                float wd = spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, W));
-                hd[k] = spqr_f32_to_f16(spqr_f16_to_f32(v->oval[k]) - wd);
+                hd[k] = spqr_f32_to_f16(spqr_f16_to_f32(v->oval[k]) - spqr_qview_dense_weight(v, r, j));
             }
     }
     {
@@ -198,10 +194,7 @@ static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
     for (uint32_t r = 0; r < rows; r++)
         for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
             const uint32_t j = v->ocol[k];
-            float s, z;
-            spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
-            const float wd = spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, W));
-            hd[k] = spqr_f16_to_f32(v->oval[k]) - wd;
+            hd[k] = spqr_f16_to_f32(v->oval[k]) - spqr_qview_dense_weight(v, r, j);
         }
     {
         cudaError_t e = up(&m->fcodes, hc, ncw * 4);
@@ -232,7 +225,8 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     const int want_fused = (layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v);
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
     const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
-    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma)) {
+    const int want_gsum = (layouts & SPQR_CUDA_LAYOUT_GSUM) && spqr_gsum_supported(v);
+    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma && !want_gsum)) {
         const uint8_t *base = v->codes - v->lay.codes; /* the blob */
         cudaError_t e = up(&m->blob, base, v->lay.size);
         if (e != cudaSuccess) { spqr_cuda_qmatrix_free(m); return spqr_set_err(err, SPQR_E_IO, "cuda: upload: %s", cudaGetErrorString(e)); }
@@ -252,13 +246,15 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_status st = upload_fused(m, v, err);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
-    if (want_mma) {
+    for (int gs = 0; gs < 2; gs++) {
+        if (!(gs ? want_gsum : want_mma)) continue;
         int dev = 0, sms = 132;
         cudaGetDevice(&dev);
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         spqr_mma_layout L;
-        spqr_status st = spqr_mma_build(v, spqr_mma_default_slices(v->rows, v->cols, sms), &L, err);
-        if (!st) st = spqr_cuda_mma_upload(&L, &m->mma, err);
+        const uint32_t S = spqr_mma_default_slices(v->rows, v->cols, sms);
+        spqr_status st = gs ? spqr_gsum_build(v, S, &L, err) : spqr_mma_build(v, S, &L, err);
+        if (!st) st = spqr_cuda_mma_upload(&L, gs ? &m->gsum : &m->mma, err);
         spqr_mma_free(&L);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
@@ -275,17 +271,19 @@ extern "C" void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m) {
     cudaFree(m->blob); cudaFree(m->tcodes); cudaFree(m->tstat); cudaFree(m->tqq); cudaFree(m->odelta);
     cudaFree(m->fcodes); cudaFree(m->fstat); cudaFree(m->fqq); cudaFree(m->fperm); cudaFree(m->forp); cudaFree(m->focol); cudaFree(m->fodelta);
     spqr_cuda_mma_free(m->mma);
+    spqr_cuda_mma_free(m->gsum);
     free(m);
 }
 
 extern "C" int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
     return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_MMA ? m->mma != NULL
-           : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
+           : algo == SPQR_CUDA_GSUM ? m->gsum != NULL : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
 }
 
 extern "C" uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
     if (algo == SPQR_CUDA_FUSED) return m->bytes_fused;
     if (algo == SPQR_CUDA_MMA) return m->mma ? m->mma->bytes : 0;
+    if (algo == SPQR_CUDA_GSUM) return m->gsum ? m->gsum->bytes : 0;
     if (algo == SPQR_CUDA_GENERIC || !m->tiled) return m->bytes_raw;
     return m->bytes_tiled;
 }
@@ -325,14 +323,28 @@ cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t col
     return cudaGetLastError();
 }
 
-/* x for the dequant + GEMM path: x16p[b][j] = x[b][perm[j]] (fp16), zero for j >= cols; ld columns. */
-__global__ void k_gather_x16(const __half *__restrict__ x, int n, uint32_t cols, const int32_t *__restrict__ perm, int ld,
+/* x in stored column order as fp16 (the dequant + GEMM path, v7's passes of more than 8): see
+ * spqr_cuda_internal.cuh. */
+__global__ void k_gather_x16(const void *__restrict__ x, int xf32, int b0, int nb, uint32_t cols, const int32_t *__restrict__ perm, int ld,
                              __half *__restrict__ xo) {
-    size_t total = (size_t)n * ld;
+    const size_t total = (size_t)nb * ld;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t b = (uint32_t)(i / ld), j = (uint32_t)(i % ld);
-        xo[i] = j < cols ? x[(size_t)b * cols + (perm ? perm[j] : j)] : __float2half(0.f);
+        const uint32_t b = (uint32_t)(i / ld), j = (uint32_t)(i % ld);
+        float v = 0.f;
+        if (j < cols) {
+            const size_t o = (size_t)(b0 + b) * cols + (perm ? perm[j] : j);
+            v = xf32 ? ((const float *)x)[o] : __half2float(((const __half *)x)[o]);
+        }
+        xo[i] = __float2half_rn(v);
     }
+}
+
+cudaError_t spqr_cuda_gather_x16(const void *x, int xf32, int b0, int nb, uint32_t cols, const int32_t *perm, int ld, __half *xo,
+                                 cudaStream_t st) {
+    const size_t total = (size_t)nb * ld;
+    const unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
+    k_gather_x16<<<blocks, 256, 0, st>>>(x, xf32, b0, nb, cols, perm, ld, xo);
+    return cudaGetLastError();
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -696,10 +708,7 @@ static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
     __half *w16 = (__half *)c->ws, *x16 = (__half *)((char *)c->ws + wbytes);
     st = spqr_cuda_dequant_f16(c, m, w16, ld, err);
     if (st) return st;
-    size_t total = (size_t)n * ld;
-    unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-    k_gather_x16<<<blocks, 256, 0, c->stream>>>(x, n, m->cols, m->perm, ld, x16);
-    CK(cudaGetLastError(), "gather x16");
+    CK(spqr_cuda_gather_x16(x, 0, 0, n, m->cols, m->perm, ld, x16, c->stream), "gather x16");
     const float one = 1.f, zero = 0.f;
     cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m->rows, n, ld, &one, w16, CUDA_R_16F, ld, x16, CUDA_R_16F, ld,
                                      &zero, y, CUDA_R_32F, (int)m->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -726,7 +735,7 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
         if (m->mma && (n > 4 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA;
         else algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
     }
-    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && !m->has_raw)
+    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM && !m->has_raw)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     const __half *x = (const __half *)x_dev;
     switch (algo) {
@@ -739,6 +748,9 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
     case SPQR_CUDA_MMA:
         if (!m->mma) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no MMA layout");
         return run_mma(c, m, x, 0, n, y_dev, err);
+    case SPQR_CUDA_GSUM:
+        if (!m->gsum) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no group-sum layout");
+        return spqr_cuda_mma_matmul(c, m->gsum, x, 0, n, y_dev, err);
     case SPQR_CUDA_GENERIC: return run_generic(c, m, x, 0, n, y_dev, err);
     case SPQR_CUDA_DEQUANT: return run_dequant(c, m, x, n, y_dev, err);
     default: return spqr_set_err(err, SPQR_E_ARG, "cuda: unknown algorithm %d", (int)algo);

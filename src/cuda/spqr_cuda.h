@@ -19,9 +19,12 @@
  *   SPQR_CUDA_DEQUANT  dequantize to fp16 (stored column order, outliers exact), then cuBLAS
  *                      GemmEx (fp16 inputs, fp32 accumulation) with the permuted X: the prefill path
  *   SPQR_CUDA_FUSED    (v5) one kernel per product: rows in the lanes (32 rows x 256 columns per
- *                      warp and tile), each block gathers the permuted x and its per-group sums into
+ *                      tile; for n <= 2 a warp's unit is half a tile and up to 32 warps share a
+ *                      row tile), each block gathers the permuted x and its per-group sums into
  *                      shared memory, fp32 math, outliers as fp32 deltas; SpQR with β1 = 16,
- *                      qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per pass (larger n: passes)
+ *                      qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per pass (larger n: passes).
+ *                      Launched with programmatic dependent launch where a block fills its SM: its
+ *                      weight loads start before it waits for the previous kernel in the stream.
  *   SPQR_CUDA_MMA      (v7) tensor cores: mma.sync m16n8k16 with the weights dequantized to fp16 in
  *                      registers (A) and the activations as fp16 (B), fp32 accumulation, K split
  *                      over blocks with a deterministic reduction, outliers fused; one launch per
@@ -29,6 +32,11 @@
  *                      β1 in {16, 32, 64, ...} (powers of two), q <= 4, β2 % 16 == 0, and GPTQ with
  *                      power-of-two groups >= 16, wbits 2..4 (cuda/mma_layout.h)
  *                      Through spqr_cuda_matmul it runs in calls of at most 16 activations.
+ *   SPQR_CUDA_GSUM     (v8) tensor cores on the exact codes: per (row, 16-column group) the MMA
+ *                      accumulators hold Σ code·x (the codes as exact fp16 numbers, x fp16, fp32
+ *                      accumulation), the statistics are applied in fp32 as the reference decoder
+ *                      does; K split as v7; passes of up to 8 activations; SpQR with β1 = 16,
+ *                      q <= 4, β2 % 16 == 0, wbits 2..4 (cuda/mma_layout.h, "group-sum variant")
  *   SPQR_CUDA_AUTO     n <= 4: FUSED when built (faster than MMA there on the H200); MMA when built
  *                      for 4 < n <= 16 (any n without the storage layout); else n <= 8: FUSED, else
  *                      TILED, else GENERIC; n > 8: DEQUANT
@@ -50,12 +58,16 @@ typedef enum spqr_cuda_algo {
     SPQR_CUDA_DEQUANT = 3,
     SPQR_CUDA_FUSED = 4,
     SPQR_CUDA_MMA = 5,
+    SPQR_CUDA_GSUM = 6,
 } spqr_cuda_algo;
 
 /* Device layouts an upload builds (spqr_cuda_upload_ex). RAW: the file's blob (GENERIC, and what
  * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone;
- * MMA: MMA alone. */
-enum { SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_ALL = 15 };
+ * MMA: MMA alone; GSUM: GSUM alone. */
+enum {
+    SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_GSUM = 16,
+    SPQR_CUDA_LAYOUT_ALL = 31
+};
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */
 typedef struct spqr_cuda_qmatrix spqr_cuda_qmatrix; /* one uploaded matrix */

@@ -1,12 +1,6 @@
 /* spqr_cuda_fused.cu — the fused GEMV (v5, SPQR_CUDA_FUSED) on the fused layout (spqr_cuda_internal.cuh). */
 #include "cuda/spqr_cuda_internal.cuh"
 
-#define CK(call, what)                                                                                        \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
-    } while (0)
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Fused GEMV (v5): rows in the lanes, x gathered per block into shared memory, one launch        */
 /* ---------------------------------------------------------------------------------------------- */
@@ -23,8 +17,6 @@ struct fargs {
     float *y;
     int rows, cols, nct, n, b0, qq_gs, row_blocks, xf32;
 };
-
-#define V5_MAXW 16 /* warps per block at most */
 
 __device__ __forceinline__ uint32_t word_of(const uint4 *cw, int wi) {
     const uint4 &v = cw[wi >> 2];
@@ -50,11 +42,19 @@ __device__ __forceinline__ float ldx(const fargs &a, int b, int j) {
     return __half2float(__ldg((const __half *)a.x + (size_t)(a.b0 + b) * a.cols + j));
 }
 
+/* The 6-bit (q = 3) or 8-bit scale | zero code field of group i (0..15) of a lane's tile. */
+template <bool Q3>
+__device__ __forceinline__ uint32_t stat_field(const uint32_t *sw, int i) {
+    if (Q3) return i < 15 ? (sw[i / 5] >> (6 * (i % 5))) & 63u : (sw[0] >> 30) | ((sw[1] >> 28) & 12u) | ((sw[2] >> 26) & 48u);
+    return (sw[i / 4] >> (8 * (i % 4))) & 255u;
+}
+
 /* y[b0 + b][r] for the block's 32 rows, b < B. Shared memory: xs [cpad][B] fp32, xg [cpad/16][B]
- * (group sums), red [warps][32][B]. */
-template <int W, bool Q3, int B>
-__global__ void __launch_bounds__(512, W == 4 ? 1 : 2) k_fused(fargs a) {
-    constexpr int NU = 2 * W, NS = Q3 ? 3 : 4;
+ * (group sums), red [warps][32][B]. HALF: a warp's work unit is half a column tile (128 columns,
+ * 8 groups: packets 4h .. 4h + 3), so that twice as many warps share a row tile. */
+template <int W, bool Q3, int B, bool HALF>
+__global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) k_fused(fargs a) {
+    constexpr int NU = HALF ? W : 2 * W, NS = Q3 ? 3 : 4, GPU = HALF ? 8 : 16; /* uint4 and groups per work unit */
     extern __shared__ float4 smem4[];
     const int cpad = a.nct * 256;
     float *xs = (float *)smem4, *xg = xs + (size_t)cpad * B, *red = xg + (size_t)(cpad / 16) * B;
@@ -68,17 +68,26 @@ __global__ void __launch_bounds__(512, W == 4 ? 1 : 2) k_fused(fargs a) {
     uint4 cw[NU];
     uint32_t sw[NS];
     uint2 qv;
-    int ct = w;
+    const int nunits = HALF ? 2 * a.nct : a.nct;
+    int un = w; /* work unit: column tile (un), or half tile (tile un / 2, half un % 2) */
     auto load = [&](int c) {
-        const uint4 *cp = a.codes + ((size_t)rt * a.nct + c) * NU * 32 + lane;
+        const int tile = HALF ? c >> 1 : c;
+        const uint4 *cp = a.codes + ((size_t)rt * a.nct + tile) * 2 * W * 32 + (HALF ? (c & 1) * W * 32 : 0) + lane;
 #pragma unroll
         for (int i = 0; i < NU; i++) cw[i] = __ldg(cp + i * 32);
-        const uint32_t *sp = a.stat + ((size_t)rt * a.nct + c) * NS * 32 + lane;
+        const uint32_t *sp = a.stat + ((size_t)rt * a.nct + tile) * NS * 32 + lane;
 #pragma unroll
         for (int k = 0; k < NS; k++) sw[k] = __ldg(sp + k * 32);
-        qv = __ldg(a.qq + qrow + c * 16 + (lane & 15));
+        qv = __ldg(a.qq + qrow + tile * 16 + (lane & 15));
     };
-    if (ct < a.nct) load(ct);
+    if (un < nunits) load(un);
+    /* Programmatic dependent launch (sm_90): let the next kernel's blocks be scheduled now, and wait
+     * for the previous kernel (which may write x) only after this block's first weight loads are
+     * in flight. Both are no-ops when the launch did not ask for it. */
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
 
     /* gather x (stored order) and the per-group sums; 16 consecutive j lie in 16 aligned lanes.
      * U columns per thread at a time: all their perm loads, then all their x loads, in flight. */
@@ -116,28 +125,21 @@ __global__ void __launch_bounds__(512, W == 4 ? 1 : 2) k_fused(fargs a) {
     float acc[B];
 #pragma unroll
     for (int b = 0; b < B; b++) acc[b] = 0.f;
-    while (ct < a.nct) {
+    while (un < nunits) {
+        const int ct = HALF ? un >> 1 : un, hh = HALF ? un & 1 : 0, g0 = 8 * hh; /* first group of the unit in its tile */
         const float q_ss = __half2float(__ushort_as_half((unsigned short)(qv.x & 0xffff)));
         const float q_nsz = -q_ss * __half2float(__ushort_as_half((unsigned short)(qv.x >> 16))); /* exact: 11 x 11 bits */
         const float q_zs = __half2float(__ushort_as_half((unsigned short)(qv.y & 0xffff)));
         const float q_nzz = -q_zs * __half2float(__ushort_as_half((unsigned short)(qv.y >> 16)));
-        const float4 *x4 = (const float4 *)(xs + (size_t)ct * 256 * B);
-        const float *xgt = xg + (size_t)ct * 16 * B;
+        const float4 *x4 = (const float4 *)(xs + ((size_t)ct * 256 + 16 * g0) * B);
+        const float *xgt = xg + ((size_t)ct * 16 + g0) * B;
 #pragma unroll
-        for (int i = 0; i < 16; i++) { /* group i of the tile = packet i/2, pairs 8*(i&1) .. +7 */
-            const int src = (lane & 16) | i;
+        for (int i = 0; i < GPU; i++) { /* group g0 + i of the tile = packet i/2 of cw, pairs 8*(i&1) .. +7 */
+            const int src = (lane & 16) | (g0 + i);
             const float ss = __shfl_sync(0xffffffffu, q_ss, src), nsz = __shfl_sync(0xffffffffu, q_nsz, src);
             const float zs = __shfl_sync(0xffffffffu, q_zs, src), nzz = __shfl_sync(0xffffffffu, q_nzz, src);
-            uint32_t sc, zc;
-            if (Q3) {
-                uint32_t f;
-                if (i < 15) f = (sw[i / 5] >> (6 * (i % 5))) & 63u;
-                else f = (sw[0] >> 30) | ((sw[1] >> 28) & 12u) | ((sw[2] >> 26) & 48u);
-                sc = f & 7u; zc = f >> 3;
-            } else {
-                const uint32_t f = (sw[i / 4] >> (8 * (i % 4))) & 255u;
-                sc = f & 15u; zc = f >> 4;
-            }
+            const uint32_t f = HALF ? (hh ? stat_field<Q3>(sw, i + 8) : stat_field<Q3>(sw, i)) : stat_field<Q3>(sw, i);
+            const uint32_t sc = Q3 ? f & 7u : f & 15u, zc = Q3 ? f >> 3 : f >> 4;
             const float s = fmaf((float)sc, ss, nsz), z = fmaf((float)zc, zs, nzz);
             const float kz = z + 1024.f; /* the codes below are 1024 + c */
             float A[B];
@@ -167,8 +169,8 @@ __global__ void __launch_bounds__(512, W == 4 ? 1 : 2) k_fused(fargs a) {
 #pragma unroll
             for (int b = 0; b < B; b++) acc[b] = fmaf(s, fmaf(-kz, xgt[i * B + b], A[b]), acc[b]);
         }
-        ct += nw;
-        if (ct < a.nct) load(ct);
+        un += nw;
+        if (un < nunits) load(un);
     }
     /* outliers of this lane's row: warp w takes every nw-th */
     if (r < a.rows) {
@@ -198,47 +200,79 @@ static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw) {
     return (cpad * B + cpad / 16 * B + (size_t)nw * 32 * B) * sizeof(float);
 }
 
-template <int W, bool Q3, int B>
-static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStream_t st) {
+template <int W, bool Q3, int B, bool HALF>
+static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStream_t st, int pdl) {
     static int attr_set = 0;
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
         if (e != cudaSuccess) return e;
         attr_set = 1;
     }
-    k_fused<W, Q3, B><<<(unsigned)((a.rows + 31) / 32), nw * 32, smem, st>>>(a);
-    return cudaGetLastError();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((a.rows + 31) / 32));
+    cfg.blockDim = dim3((unsigned)nw * 32);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k_fused<W, Q3, B, HALF>, a);
 }
 
-template <int W, bool Q3>
-static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st) {
-    return B == 1 ? launch_fused_b<W, Q3, 1>(a, nw, smem, st) : B == 2 ? launch_fused_b<W, Q3, 2>(a, nw, smem, st)
-                                                                       : launch_fused_b<W, Q3, 4>(a, nw, smem, st);
+template <int W, bool Q3, bool HALF>
+static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
+    return B == 1 ? launch_fused_b<W, Q3, 1, HALF>(a, nw, smem, st, pdl) : B == 2 ? launch_fused_b<W, Q3, 2, HALF>(a, nw, smem, st, pdl)
+                                                                                  : launch_fused_b<W, Q3, 4, HALF>(a, nw, smem, st, pdl);
 }
 
-static cudaError_t launch_fused(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st) {
+template <bool HALF>
+static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
     switch (m->wbits * 2 + m->f_q3) {
-    case 2 * 2 + 1: return launch_fused_q<2, true>(a, B, nw, smem, st);
-    case 2 * 2: return launch_fused_q<2, false>(a, B, nw, smem, st);
-    case 3 * 2 + 1: return launch_fused_q<3, true>(a, B, nw, smem, st);
-    case 3 * 2: return launch_fused_q<3, false>(a, B, nw, smem, st);
-    case 4 * 2 + 1: return launch_fused_q<4, true>(a, B, nw, smem, st);
-    default: return launch_fused_q<4, false>(a, B, nw, smem, st);
+    case 2 * 2 + 1: return launch_fused_q<2, true, HALF>(a, B, nw, smem, st, pdl);
+    case 2 * 2: return launch_fused_q<2, false, HALF>(a, B, nw, smem, st, pdl);
+    case 3 * 2 + 1: return launch_fused_q<3, true, HALF>(a, B, nw, smem, st, pdl);
+    case 3 * 2: return launch_fused_q<3, false, HALF>(a, B, nw, smem, st, pdl);
+    case 4 * 2 + 1: return launch_fused_q<4, true, HALF>(a, B, nw, smem, st, pdl);
+    default: return launch_fused_q<4, false, HALF>(a, B, nw, smem, st, pdl);
     }
+}
+
+/* Warps per block and work-unit size for a matrix and pass width B: the whole-tile kernel with
+ * min(16, tiles) warps (c->fused_mode 1), or half tiles (mode 2) with the most warps, 32 down to 4,
+ * that keeps every block resident in one wave on `sms` multiprocessors (64 registers: 32 warps per
+ * SM) and gives every warp at least one half tile. Mode 0 (default): half tiles for B <= 2, whole
+ * tiles for B = 4 (lab run 9: half tiles 6-23% faster at n = 1, up to 20% slower at n = 4). */
+static void fused_shape(const spqr_cuda_qmatrix *m, int mode, int B, int sms, int *nw, int *half) {
+    if (mode == 1 || (mode == 0 && B > 2)) {
+        *half = 0;
+        *nw = m->nct < 16 ? (int)m->nct : 16;
+        return;
+    }
+    *half = 1;
+    int w = 32;
+    while (w > 4 && ((uint64_t)m->nrt * w > (uint64_t)sms * 32 || w > 2 * (int)m->nct)) w /= 2;
+    *nw = w;
 }
 
 /* x: fp16 or fp32 (xf32) [n][cols]. Passes of up to 4 activations (fewer when shared memory is short). */
 spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
-    const int nw = m->nct < V5_MAXW ? (int)m->nct : V5_MAXW;
-    int Bmax = 4;
-    while (Bmax > 1 && fused_smem(m, Bmax, nw) > 227 * 1024) Bmax /= 2;
-    if (fused_smem(m, Bmax, nw) > 227 * 1024) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: %u columns exceed the fused kernel's shared memory", m->cols);
+    const int sms = c->sms > 0 ? c->sms : 132;
+    int nw, half, Bmax = 4;
+    auto shape = [&](int B) { fused_shape(m, c->fused_mode, B, sms, &nw, &half); return fused_smem(m, B, nw); };
+    while (Bmax > 1 && shape(Bmax) > 227 * 1024) Bmax /= 2;
+    if (shape(Bmax) > 227 * 1024) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: %u columns exceed the fused kernel's shared memory", m->cols);
     for (int b0 = 0; b0 < n; b0 += Bmax) {
         const int nb = n - b0 < Bmax ? n - b0 : Bmax, B = nb > 2 ? 4 : nb;
         fargs a = {m->fcodes, m->fstat, m->fqq, m->fperm, m->forp, m->focol, m->fodelta, x, y,
                    (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32};
-        const size_t smem = fused_smem(m, B, nw);
-        cudaError_t e = launch_fused(m, a, B > Bmax ? Bmax : B, nw, smem, c->stream);
+        const size_t smem = shape(B); /* sets nw, half for this pass width */
+        /* PDL only when a block fills its SM (32 warps): the next kernel's blocks then start as this
+         * one's finish; with co-resident blocks it was measured slower, whether the next kernel was let
+         * in at the start or after the tile loop (bench/cuda/README.md, runs 10-11) */
+        const int pdl = c->pdl && nw == 32;
+        cudaError_t e = half ? launch_fused_h<true>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false>(m, a, B, nw, smem, c->stream, pdl);
         CK(e, "fused kernel");
     }
     return SPQR_OK;

@@ -34,8 +34,9 @@
  *   fqq     uint2 [row_blocks][nct*16]: the file's fp16 (ss, sz, zs, zz), zero past the last group
  *   fperm int32 [cols] (NULL: identity), forp uint32 [rows+1], focol uint16 [n], fodelta float [n]:
  *           the outliers as val − dense weight in fp32 (exact to float rounding)
- * A block (up to 16 warps) takes one row tile; warp w takes column tiles w, w + warps, ...; the
- * block first gathers x (act-order permutation, fp32) and the per-group sums of x into shared memory.
+ * A block (up to 32 warps) takes one row tile; warp w takes work units w, w + warps, ... (column
+ * tiles, or half tiles of 8 groups); the block first gathers x (act-order permutation, fp32) and the
+ * per-group sums of x into shared memory.
  */
 #ifndef SPQR_CUDA_INTERNAL_CUH
 #define SPQR_CUDA_INTERNAL_CUH
@@ -46,11 +47,21 @@
 
 #include "cuda/spqr_cuda.h"
 
+/* In a function with `spqr_error *err` in scope: a failed CUDA call returns SPQR_E_IO, "cuda: WHAT: reason". */
+#define CK(call, what)                                                                                        \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
+    } while (0)
+
 struct spqr_cuda_mma; /* v7's device arrays (spqr_cuda_mma.cu, layout in cuda/mma_layout.h) */
 
 struct spqr_cuda_ctx {
     cudaStream_t stream;
     int tiled_rpw;   /* rows per warp of the tiled kernels, 0: default (a tuning knob for the lab) */
+    int fused_mode;  /* v5's work unit: 0 default (half tiles), 1 whole tiles, 2 half tiles (a lab knob) */
+    int sms;         /* multiprocessors of the context's device */
+    int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
@@ -84,6 +95,7 @@ struct spqr_cuda_qmatrix {
     uint16_t *focol;
     float *fodelta;
     spqr_cuda_mma *mma; /* the MMA (v7) layout, or NULL */
+    spqr_cuda_mma *gsum; /* the group-sum (v8) layout, or NULL */
     int has_raw;        /* the storage-layout blob was uploaded */
     uint64_t bytes_tiled, bytes_raw, bytes_fused;
 };
@@ -141,6 +153,11 @@ cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t col
 /* Makes the context's workspace at least `bytes` (synchronizing when it grows). */
 spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err);
 
+/* Launches xo[b][j] = x[b0 + b][perm[j]] as fp16 for b < nb, j < ld (zero for j >= cols); x is fp16,
+ * or fp32 when xf32. */
+cudaError_t spqr_cuda_gather_x16(const void *x, int xf32, int b0, int nb, uint32_t cols, const int32_t *perm, int ld, __half *xo,
+                                 cudaStream_t st);
+
 /* The fused kernel (spqr_cuda_fused.cu): Y = X Wᵀ, X fp16 or fp32 (xf32), passes of up to 4. */
 spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err);
 
@@ -149,6 +166,7 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
 struct spqr_mma_layout;
 struct spqr_cuda_mma {
     uint32_t kind, rows, cols, wbits, gs, qq_gs, nrt, nku, S, ups, gpad;
+    uint32_t gsum;                   /* 1: the group-sum layout, run by v8 (n <= 8 per pass) */
     uint64_t n_out, bytes;           /* bytes: spqr_mma_bytes of the layout */
     uint4 *codes;
     uint32_t *fields, *optr;
@@ -162,8 +180,9 @@ struct spqr_cuda_mma {
 extern "C" spqr_status spqr_cuda_mma_upload(const struct spqr_mma_layout *L, spqr_cuda_mma **out, spqr_error *err);
 extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d);
 /* Y = X Wᵀ: x fp16 (or fp32 when xf32) [n][cols] in the original column order, y fp32 [n][rows],
- * device pointers; passes of up to 64 activations; fp16 weights and activations into the tensor
- * cores, fp32 accumulation. Uses the context's workspace (partial sums; pre-gathered x for > 8). */
+ * device pointers; v7: passes of up to 64 activations, fp16 weights and activations into the tensor
+ * cores, fp32 accumulation; v8 (a gsum layout): passes of up to 8, exact codes times fp16 x into the
+ * tensor cores, statistics in fp32. Uses the context's workspace (partial sums; pre-gathered x). */
 extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
                                             spqr_error *err);
 

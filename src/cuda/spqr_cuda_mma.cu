@@ -21,12 +21,6 @@
 #include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
-#define CK(call, what)                                                                                        \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
-    } while (0)
-
 #define MMA_XS_MAX (96 * 1024) /* shared memory for activations per block */
 
 struct mma_args {
@@ -80,7 +74,8 @@ __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<ui
 __device__ __forceinline__ __half2 u2h(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
 
 __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+    /* not volatile: a pure function of its operands, so the compiler may interleave independent chains */
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
@@ -146,9 +141,10 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
         }
 }
 
-/* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols. Every
- * load of a thread is issued before its first store (cp.async in copy mode). */
-__device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0, int scols) {
+/* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols; with
+ * xsum (v8), also xsum[b·(8 su) + g] = Σ of the 16 fp16 values of group g (fp32). Every load of
+ * a thread is issued before its first store (cp.async in copy mode). */
+__device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0, int scols, float *xsum = nullptr) {
     if (a.xg) { /* pre-gathered: 8-byte asynchronous copies (rows of xs are 8-byte aligned) */
         const int nv = scols / 4;
         for (int b = 0; b < a.nb; b++)
@@ -157,6 +153,17 @@ __device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0
                 asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(a.xg + (size_t)b * a.ldg + c0 + 4 * i));
             }
         asm volatile("cp.async.wait_all;\n" ::);
+        if (xsum) {
+            __syncthreads();
+            const int ng = scols / 16;
+            for (int i = threadIdx.x; i < a.nb * ng; i += blockDim.x) {
+                const __half *p = xs + (size_t)(i / ng) * a.rs + 16 * (i % ng);
+                float sx = 0.f;
+#pragma unroll
+                for (int c = 0; c < 16; c++) sx += __half2float(p[c]);
+                xsum[(size_t)(i / ng) * (a.su * 8) + i % ng] = sx;
+            }
+        }
         return;
     }
     constexpr int U = 4; /* columns per thread and round; gather mode has nb <= 8 */
@@ -183,92 +190,56 @@ __device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0
 #pragma unroll
                 for (int e = 0; e < U; e++) {
                     const int jl = base + e * 128 + threadIdx.x;
-                    if (jl < scols) xs[(size_t)b * a.rs + jl] = __float2half_rn(v[b][e]);
+                    if (jl >= scols) continue; /* warp-uniform: scols is a multiple of 128 */
+                    const __half h = __float2half_rn(v[b][e]);
+                    xs[(size_t)b * a.rs + jl] = h;
+                    if (xsum) { /* 16 consecutive threads = one group */
+                        float sx = __half2float(h);
+                        sx += __shfl_xor_sync(0xffffffffu, sx, 8);
+                        sx += __shfl_xor_sync(0xffffffffu, sx, 4);
+                        sx += __shfl_xor_sync(0xffffffffu, sx, 2);
+                        sx += __shfl_xor_sync(0xffffffffu, sx, 1);
+                        if ((threadIdx.x & 15) == 0) xsum[(size_t)b * (a.su * 8) + jl / 16] = sx;
+                    }
                 }
     }
 }
 
-template <int W, bool SP, int NT>
-__global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) {
-    extern __shared__ float4 smem4[];
-    __half *xs = reinterpret_cast<__half *>(smem4);
-    __shared__ int s_last;
+/* Thread (row = tid % 32, batch columns opart + 4 i, opart = tid / 32) adds the outliers of its row's
+ * segment, δ·x, in column order, 4 loads in flight; x from xs (one sub-slice: gather mode) or from
+ * the pre-gathered buffer. cbase: the slice's first stored column. */
+template <int OB>
+__device__ __forceinline__ void mma_outliers(const mma_args &a, const __half *xs, uint32_t ok, uint32_t oend, int cbase, float (&oacc)[OB]) {
+    const int opart = threadIdx.x >> 5;
+    for (uint32_t k = ok; k < oend; k += 4) {
+        uint32_t col[4];
+        float dl[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const bool in = k + e < oend;
+            col[e] = in ? __ldg(a.ocol + k + e) : (uint32_t)cbase;
+            dl[e] = in ? __half2float(a.odelta[k + e]) : 0.f;
+        }
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+#pragma unroll
+            for (int i = 0; i < OB; i++) {
+                const int b = opart + 4 * i;
+                if (b >= a.nb) continue;
+                const float xv = a.xg ? __half2float(__ldg(a.xg + (size_t)b * a.ldg + col[e])) : __half2float(xs[(size_t)b * a.rs + col[e] - cbase]);
+                oacc[i] = fmaf(dl[e], xv, oacc[i]);
+            }
+    }
+}
+
+/* After red[warp][b][row] holds every warp's sums (and a __syncthreads): thread (row, opart) adds
+ * the 4 warps' values and its outliers in warp order; with S = 1 it writes y, else the block's
+ * partial sums, and the last block of the row tile to arrive (a counter per row tile, reset by that
+ * block) adds the S partials in slice order and writes y. */
+template <int OB>
+__device__ __forceinline__ void mma_finish(const mma_args &a, const float *red, const float (&oacc)[OB], int &s_last) {
     const int rt = blockIdx.x, ks = blockIdx.y;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
-    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
-    float acc[2][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
-    constexpr int OB = 2 * NT; /* batch columns per thread in the outlier and output steps */
     const int orow = threadIdx.x & 31, opart = threadIdx.x >> 5;
-    float oacc[OB];
-#pragma unroll
-    for (int i = 0; i < OB; i++) oacc[i] = 0.f;
-    uint32_t ok = 0, oend = 0;
-    if (SP) {
-        const size_t seg = ((size_t)rt * a.S + ks) * 32 + orow;
-        ok = __ldg(a.optr + seg);
-        oend = __ldg(a.optr + seg + 1);
-    }
-    for (int su0 = u0; su0 < u1; su0 += a.su) {
-        const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
-        mma_unit<W, SP> cur;
-        int u = su0 + warp;
-        if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
-        mma_fill_x(a, xs, c0, scols);
-        __syncthreads();
-        for (; u < su1; u += SPQR_MMA_WARPS) {
-            mma_unit<W, SP> nxt;
-            const bool more = u + SPQR_MMA_WARPS < su1;
-            if (more) mma_load<W, SP>(a, rt, u + SPQR_MMA_WARPS, lane, rb, nxt);
-            mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
-            if (more) cur = nxt;
-        }
-        __syncthreads();
-    }
-    /* outliers of the segment, in column order, 4 loads in flight; x from xs (one sub-slice: gather
-     * mode) or from the pre-gathered buffer */
-    if (SP) {
-        const int cbase = u0 * 128;
-        for (uint32_t k = ok; k < oend; k += 4) {
-            uint32_t col[4];
-            float dl[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const bool in = k + e < oend;
-                col[e] = in ? __ldg(a.ocol + k + e) : (uint32_t)cbase;
-                dl[e] = in ? __half2float(a.odelta[k + e]) : 0.f;
-            }
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-#pragma unroll
-                for (int i = 0; i < OB; i++) {
-                    const int b = opart + 4 * i;
-                    if (b >= a.nb) continue;
-                    const float xv = a.xg ? __half2float(__ldg(a.xg + (size_t)b * a.ldg + col[e])) : __half2float(xs[(size_t)b * a.rs + col[e] - cbase]);
-                    oacc[i] = fmaf(dl[e], xv, oacc[i]);
-                }
-        }
-    }
-    __syncthreads();
-    /* the warps' fragments: red[warp][b][row of the tile] */
-    float *red = reinterpret_cast<float *>(smem4);
-    const int t = lane & 3, gl = lane >> 2;
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int b = nt * 8 + 2 * t + (e & 1), r = mt * 16 + gl + 8 * (e >> 1);
-                if (b < a.nb) red[(warp * a.nb + b) * 32 + r] = acc[mt][nt][e];
-            }
-    __syncthreads();
     const int row = rt * 32 + orow, rpad = a.nrt * 32;
     float out[OB];
 #pragma unroll
@@ -317,19 +288,249 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
     if (threadIdx.x == 0) a.cnt[rt] = 0u;
 }
 
-/* Pre-gather for passes of more than 8 activations: xg[b][j] = x[b0 + b][perm[j]] (fp16), zero past cols. */
-__global__ void k_mma_gather(const void *__restrict__ x, int xf32, int b0, int nb, int cols, const int32_t *__restrict__ perm, int ldg,
-                             __half *__restrict__ xg) {
-    const size_t total = (size_t)nb * ldg;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const int b = (int)(i / ldg), j = (int)(i % ldg);
-        float v = 0.f;
-        if (j < cols) {
-            const size_t o = (size_t)(b0 + b) * cols + (perm ? perm[j] : j);
-            v = xf32 ? ((const float *)x)[o] : __half2float(((const __half *)x)[o]);
-        }
-        xg[i] = __float2half_rn(v);
+template <int W, bool SP, int NT>
+__global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) {
+    extern __shared__ float4 smem4[];
+    __half *xs = reinterpret_cast<__half *>(smem4);
+    __shared__ int s_last;
+    const int rt = blockIdx.x, ks = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
+    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
+    float acc[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+    constexpr int OB = 2 * NT; /* batch columns per thread in the outlier and output steps */
+    const int orow = threadIdx.x & 31;
+    float oacc[OB];
+#pragma unroll
+    for (int i = 0; i < OB; i++) oacc[i] = 0.f;
+    uint32_t ok = 0, oend = 0;
+    if (SP) {
+        const size_t seg = ((size_t)rt * a.S + ks) * 32 + orow;
+        ok = __ldg(a.optr + seg);
+        oend = __ldg(a.optr + seg + 1);
     }
+    for (int su0 = u0; su0 < u1; su0 += a.su) {
+        const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
+        mma_unit<W, SP> cur;
+        int u = su0 + warp;
+        if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
+        mma_fill_x(a, xs, c0, scols);
+        __syncthreads();
+        for (; u < su1; u += SPQR_MMA_WARPS) {
+            mma_unit<W, SP> nxt;
+            const bool more = u + SPQR_MMA_WARPS < su1;
+            if (more) mma_load<W, SP>(a, rt, u + SPQR_MMA_WARPS, lane, rb, nxt);
+            mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
+            if (more) cur = nxt;
+        }
+        __syncthreads();
+    }
+    float *red = reinterpret_cast<float *>(smem4);
+    if (SP) mma_outliers<OB>(a, xs, ok, oend, u0 * 128, oacc);
+    __syncthreads();
+    /* the warps' fragments: red[warp][b][row of the tile] */
+    const int t = lane & 3, gl = lane >> 2;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int b = nt * 8 + 2 * t + (e & 1), r = mt * 16 + gl + 8 * (e >> 1);
+                if (b < a.nb) red[(warp * a.nb + b) * 32 + r] = acc[mt][nt][e];
+            }
+    __syncthreads();
+    mma_finish<OB>(a, red, oacc, s_last);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* v8: group sums on the tensor cores (the gsum layout of cuda/mma_layout.h), n <= 8 per pass      */
+/* ---------------------------------------------------------------------------------------------- */
+/*
+ * Per unit and m-tile the 8 groups' MMAs multiply the codes as exact fp16 numbers 1024 + 2^o c (one
+ * LOP3, or a shift and a LOP3, per register) by the fp16 x; with NB activations the accumulator's
+ * 8 columns hold (group, activation) pairs, NB sets per m-tile. Each accumulator value C of
+ * (row, group G, activation b) then gets the reference decoder's statistics in fp32:
+ *     y += s/F · (C − (1024 + F z)·X),  X = Σ x over the group, F = 2^o,
+ * i.e. s·(Σ c x − z Σ x) = Σ s (c − z) x, with s and z computed as spqr_qview_stats does (the
+ * power-of-two F folded into the qq constants, exactly). Instructions per weight and lane: about
+ * 0.75 for the codes, 1/8 MMA, and per (row, group) ~11 for the statistics, shared by the NB
+ * activations (v7: ~2.4 in all).
+ */
+
+/* Lane-constant description of the lane's groups: the lane's accumulator columns 2t, 2t + 1 of set
+ * s hold group G = s·(8/NB) + (2t + e)/NB; per m-tile it needs QN distinct groups, qi = e (NB = 1)
+ * or s (NB >= 2). */
+template <int NB>
+__device__ __forceinline__ int gs_group(int t, int qi) {
+    return NB == 1 ? 2 * t + qi : qi * (8 / NB) + (2 * t) / NB;
+}
+
+template <int W, int NB>
+struct gs_unit {
+    static constexpr int QN = NB == 1 ? 2 : NB;
+    static constexpr int FN = NB == 1 ? 1 : 2; /* field words per row: NB = 1 keeps the word of its groups 2t, 2t + 1 */
+    uint4 c[W];
+    uint32_t f[4][FN];  /* fields of rows 16 mt + gl + 8 h, [2 mt + h] */
+    uint2 q[2][QN];     /* qq of (m-tile, the lane's group qi) */
+};
+
+template <int W, int NB>
+__device__ __forceinline__ void gs_load(const mma_args &a, int rt, int u, int lane, const int rb[2], gs_unit<W, NB> &d) {
+    const size_t unit = (size_t)rt * a.nku + u;
+    const int t = lane & 3, gl = lane >> 2;
+#pragma unroll
+    for (int i = 0; i < W; i++) d.c[i] = __ldg(a.codes + (unit * W + i) * 32 + lane);
+    const uint2 *fp = (const uint2 *)a.fields + unit * 32;
+#pragma unroll
+    for (int mh = 0; mh < 4; mh++) {
+        const uint2 f = __ldg(fp + 16 * (mh >> 1) + 8 * (mh & 1) + gl);
+        if (NB == 1) d.f[mh][0] = t < 2 ? f.x : f.y;
+        else { d.f[mh][0] = f.x; d.f[mh][gs_unit<W, NB>::FN - 1] = f.y; }
+    }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int qi = 0; qi < gs_unit<W, NB>::QN; qi++) d.q[mt][qi] = __ldg(a.qq + (size_t)rb[mt] * a.gpad + u * 8 + gs_group<NB>(t, qi));
+}
+
+/* The unit's products into yacc[mt][h][e] (row 16 mt + gl + 8 h, accumulator column 2t + e).
+ * xs: the sub-slice's fp16 activations, xsum their group sums, the unit at column xoff. iF, F:
+ * 2^-o and 2^o of the lane's groups qi. */
+template <int W, int NB>
+__device__ __forceinline__ void gs_compute(const mma_args &a, const gs_unit<W, NB> &d, const __half *xs, const float *xsum, int xoff, int lane,
+                                           const float (&iF)[gs_unit<W, NB>::QN], const float (&F)[gs_unit<W, NB>::QN],
+                                           const int (&fsh)[gs_unit<W, NB>::QN], float (&yacc)[2][2][2]) {
+    constexpr int GPS = 8 / NB, QN = gs_unit<W, NB>::QN;
+    const int t = lane & 3, gl = lane >> 2;
+    const int xsr = a.su * 8; /* groups per row of xsum */
+    uint32_t w[4 * W];
+#pragma unroll
+    for (int i = 0; i < W; i++) { w[4 * i] = d.c[i].x; w[4 * i + 1] = d.c[i].y; w[4 * i + 2] = d.c[i].z; w[4 * i + 3] = d.c[i].w; }
+    /* this lane's B operand per set: activation gl % NB, group s·GPS + gl / NB, columns 4t .. 4t + 3 */
+    const int bl = gl % NB;
+    uint2 xq[NB];
+#pragma unroll
+    for (int s = 0; s < NB; s++)
+        xq[s] = bl < a.nb ? *reinterpret_cast<const uint2 *>(xs + (size_t)bl * a.rs + xoff + 16 * (s * GPS + gl / NB) + 4 * t) : make_uint2(0u, 0u);
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        /* the qq constants of the lane's groups: s/F = fma(sc, ss/F, −ss·sz/F), 1024 + F z = fma(zc, zs·F, 1024 − zs·zz·F) */
+        float ssF[QN], nsszF[QN], zsF[QN], kz0[QN];
+#pragma unroll
+        for (int qi = 0; qi < QN; qi++) {
+            const uint2 q = d.q[mt][qi];
+            const float ss = h2f_lo(q.x), sz = h2f_hi(q.x), zs = h2f_lo(q.y), zz = h2f_hi(q.y);
+            ssF[qi] = ss * iF[qi];
+            nsszF[qi] = -(ss * sz) * iF[qi];
+            zsF[qi] = zs * F[qi];
+            kz0[qi] = fmaf(-(zs * zz), F[qi], 1024.f);
+        }
+#pragma unroll
+        for (int s = 0; s < NB; s++) {
+            /* two accumulators (even and odd groups of the set; each is zero in the other's columns), so
+             * the dependent MMA chains are half as long */
+            float acc[4] = {0.f, 0.f, 0.f, 0.f}, acc2[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int gi = 0; gi < GPS; gi++) {
+                const int G = s * GPS + gi;
+                const bool mine = GPS == 1 || gl / NB == gi;
+                const uint32_t b0 = mine ? xq[s].x : 0u, b1 = mine ? xq[s].y : 0u;
+                mma16816(gi & 1 ? acc2 : acc, spqr_gsum_pair(w + mt * 2 * W, W, G, 0, 0x64006400u), spqr_gsum_pair(w + mt * 2 * W, W, G, 1, 0x64006400u),
+                         spqr_gsum_pair(w + mt * 2 * W, W, G, 2, 0x64006400u), spqr_gsum_pair(w + mt * 2 * W, W, G, 3, 0x64006400u), b0, b1);
+            }
+            if (GPS > 1)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[e] += acc2[e];
+            /* epilogue: columns 2t + e of set s */
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int qi = NB == 1 ? e : s, c = 2 * t + e, b = c % NB, G = gs_group<NB>(t, qi);
+                if (b >= a.nb) continue;
+                const float X = xsum[(size_t)b * xsr + xoff / 16 + G];
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t fw = NB == 1 ? d.f[2 * mt + h][0] : G < 4 ? d.f[2 * mt + h][0] : d.f[2 * mt + h][gs_unit<W, NB>::FN - 1];
+                    const uint32_t byte = (fw >> fsh[qi]) & 0xffu;
+                    const float sc = __uint_as_float(0x4B000000u | (byte & 15u)) - 8388608.f, zc = __uint_as_float(0x4B000000u | (byte >> 4)) - 8388608.f;
+                    const float s1 = fmaf(sc, ssF[qi], nsszF[qi]), kz = fmaf(zc, zsF[qi], kz0[qi]);
+                    yacc[mt][h][e] = fmaf(s1, fmaf(-kz, X, acc[2 * h + e]), yacc[mt][h][e]);
+                }
+            }
+        }
+    }
+}
+
+template <int W, int NB>
+__global__ void __launch_bounds__(128, NB == 8 ? 2 : 3) k_gsum(const mma_args a) {
+    constexpr int QN = gs_unit<W, NB>::QN, OB = 2;
+    extern __shared__ float4 smem4[];
+    __half *xs = reinterpret_cast<__half *>(smem4);
+    float *xsum = reinterpret_cast<float *>(smem4) + ((size_t)a.nb * a.rs * 2 + 15) / 16 * 4;
+    __shared__ int s_last;
+    const int rt = blockIdx.x, ks = blockIdx.y;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, gl = lane >> 2;
+    const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
+    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
+    float iF[QN], F[QN];
+    int fsh[QN];
+#pragma unroll
+    for (int qi = 0; qi < QN; qi++) {
+        const int G = gs_group<NB>(t, qi), o = (int)spqr_gsum_o(W, (unsigned)G);
+        F[qi] = __uint_as_float((uint32_t)(127 + o) << 23);
+        iF[qi] = __uint_as_float((uint32_t)(127 - o) << 23);
+        fsh[qi] = 8 * (G & 3);
+    }
+    float yacc[2][2][2];
+#pragma unroll
+    for (int i = 0; i < 8; i++) (&yacc[0][0][0])[i] = 0.f;
+    const int orow = threadIdx.x & 31;
+    float oacc[OB] = {0.f, 0.f};
+    const size_t seg = ((size_t)rt * a.S + ks) * 32 + orow;
+    const uint32_t ok = __ldg(a.optr + seg), oend = __ldg(a.optr + seg + 1);
+    for (int su0 = u0; su0 < u1; su0 += a.su) {
+        const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
+        gs_unit<W, NB> cur;
+        int u = su0 + warp;
+        if (u < su1) gs_load<W, NB>(a, rt, u, lane, rb, cur);
+        mma_fill_x(a, xs, c0, scols, xsum);
+        __syncthreads();
+        for (; u < su1; u += SPQR_MMA_WARPS) {
+            gs_unit<W, NB> nxt;
+            const bool more = u + SPQR_MMA_WARPS < su1;
+            if (more) gs_load<W, NB>(a, rt, u + SPQR_MMA_WARPS, lane, rb, nxt);
+            gs_compute<W, NB>(a, cur, xs, xsum, (u - su0) * 128, lane, iF, F, fsh, yacc);
+            if (more) cur = nxt;
+        }
+        __syncthreads();
+    }
+    float *red = reinterpret_cast<float *>(smem4);
+    mma_outliers<OB>(a, xs, ok, oend, u0 * 128, oacc);
+    __syncthreads();
+    /* the lanes' row sums: activation b = (2t + e) % NB; add the lanes of the quad with the same b */
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                if (NB == 1 && e == 1) continue;
+                float v = yacc[mt][h][e];
+                if (NB == 1) v += yacc[mt][h][1]; /* both columns are activation 0 */
+                if (NB <= 2) v += __shfl_xor_sync(0xffffffffu, v, 1);
+                if (NB <= 4) v += __shfl_xor_sync(0xffffffffu, v, 2);
+                const int b = (2 * t + e) % NB, r = mt * 16 + gl + 8 * h;
+                const bool writer = NB <= 2 ? t == 0 : NB == 4 ? t < 2 : true;
+                if (writer && b < a.nb) red[(warp * a.nb + b) * 32 + r] = v;
+            }
+    __syncthreads();
+    mma_finish<OB>(a, red, oacc, s_last);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -356,7 +557,7 @@ extern "C" spqr_status spqr_cuda_mma_upload(const spqr_mma_layout *L, spqr_cuda_
     spqr_cuda_mma *d = (spqr_cuda_mma *)calloc(1, sizeof *d);
     if (!d) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     d->kind = L->kind; d->rows = L->rows; d->cols = L->cols; d->wbits = L->wbits; d->gs = L->gs; d->qq_gs = L->qq_gs;
-    d->nrt = L->nrt; d->nku = L->nku; d->S = L->S; d->ups = L->ups; d->gpad = L->gpad; d->n_out = L->n_out;
+    d->nrt = L->nrt; d->nku = L->nku; d->S = L->S; d->ups = L->ups; d->gpad = L->gpad; d->n_out = L->n_out; d->gsum = L->gsum;
     d->bytes = spqr_mma_bytes(L);
     const int sp = L->kind == SPQR_TK_SPQR;
     const uint64_t units = (uint64_t)L->nrt * L->nku;
@@ -396,10 +597,33 @@ static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, cudaStre
     }
 }
 
+template <int W, int NB>
+static cudaError_t launch_gsum_t(const mma_args &a, size_t smem, cudaStream_t st) {
+    static int attr_set = 0;
+    if (!attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(k_gsum<W, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMA_XS_MAX + 16 * 1024);
+        if (e != cudaSuccess) return e;
+        attr_set = 1;
+    }
+    k_gsum<W, NB><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, st>>>(a);
+    return cudaGetLastError();
+}
+
+template <int W>
+static cudaError_t launch_gsum_w(const mma_args &a, int NB, size_t smem, cudaStream_t st) {
+    switch (NB) {
+    case 1: return launch_gsum_t<W, 1>(a, smem, st);
+    case 2: return launch_gsum_t<W, 2>(a, smem, st);
+    case 4: return launch_gsum_t<W, 4>(a, smem, st);
+    default: return launch_gsum_t<W, 8>(a, smem, st);
+    }
+}
+
 extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
     const int sp = d->kind == SPQR_TK_SPQR, W = (int)d->wbits;
-    const int nbmax = n < 64 ? n : 64, ldg = (int)d->nku * 128, rpad = (int)d->nrt * 32;
+    const int PASS = d->gsum ? 8 : 64; /* activations per pass */
+    const int nbmax = n < PASS ? n : PASS, ldg = (int)d->nku * 128, rpad = (int)d->nrt * 32;
     /* units per sub-slice: all of the slice if its activations fit, else a multiple of 4; the x gather
      * runs in the kernel (from x, through perm) for passes of <= 8 that fit, else a pre-gather kernel
      * writes xg (fp16, stored order) and blocks copy from it */
@@ -413,24 +637,27 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     float *part = (float *)((char *)c->ws + xg_bytes);
     int gshift = 0;
     while ((1u << gshift) < d->gs) gshift++;
-    for (int b0 = 0; b0 < n; b0 += 64) {
-        const int nb = n - b0 < 64 ? n - b0 : 64, NT = nb <= 8 ? 1 : nb <= 16 ? 2 : nb <= 32 ? 4 : 8;
+    for (int b0 = 0; b0 < n; b0 += PASS) {
+        const int nb = n - b0 < PASS ? n - b0 : PASS, NT = nb <= 8 ? 1 : nb <= 16 ? 2 : nb <= 32 ? 4 : 8;
         int su = (int)d->ups;
         const int fit = (MMA_XS_MAX / (2 * nb) - 4) / 128;
         if (su > fit) su = fit >= 4 ? fit / 4 * 4 : fit < 1 ? 1 : fit;
         const int pg = nb > 8 || su < (int)d->ups;
         const int rs = su * 128 + 4; /* rows of xs 8 bytes past a 128-byte multiple: conflict-free B loads */
         size_t smem = (size_t)nb * rs * 2;
+        if (d->gsum) smem = (smem + 15) / 16 * 16 + (size_t)nb * su * 8 * 4; /* + the group sums of x */
         if (smem < (size_t)SPQR_MMA_WARPS * nb * 32 * 4) smem = (size_t)SPQR_MMA_WARPS * nb * 32 * 4;
-        if (pg) {
-            const size_t total = (size_t)nb * ldg;
-            unsigned blocks = (unsigned)((total + 255) / 256 < 2048 ? (total + 255) / 256 : 2048);
-            k_mma_gather<<<blocks, 256, 0, c->stream>>>(x, xf32, b0, nb, (int)d->cols, d->perm, ldg, xg);
-            CK(cudaGetLastError(), "mma gather");
-        }
+        if (pg) CK(spqr_cuda_gather_x16(x, xf32, b0, nb, d->cols, d->perm, ldg, xg, c->stream), "mma gather");
         mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, pg ? xg : NULL, y, part, d->cnt,
                       (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
                       sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32};
+        if (d->gsum) {
+            const int NB = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : 8;
+            cudaError_t e = W == 2 ? launch_gsum_w<2>(a, NB, smem, c->stream) : W == 3 ? launch_gsum_w<3>(a, NB, smem, c->stream)
+                                                                              : launch_gsum_w<4>(a, NB, smem, c->stream);
+            CK(e, "gsum kernel");
+            continue;
+        }
         cudaError_t e = W == 2 ? (sp ? launch_mma_n<2, true>(a, NT, smem, c->stream) : launch_mma_n<2, false>(a, NT, smem, c->stream))
                         : W == 3 ? (sp ? launch_mma_n<3, true>(a, NT, smem, c->stream) : launch_mma_n<3, false>(a, NT, smem, c->stream))
                                  : (sp ? launch_mma_n<4, true>(a, NT, smem, c->stream) : launch_mma_n<4, false>(a, NT, smem, c->stream));

@@ -23,12 +23,6 @@ extern "C" {
 #include "model/model_internal.h"
 }
 
-#define CK(call, what)                                                                                        \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
-    } while (0)
-
 struct glin {
     int rows, cols;
     __half *w16;            /* fp16 [rows][cols] (original column order), or NULL */

@@ -3,12 +3,6 @@
 
 #include <stdlib.h>
 
-#define CK6(call, what)                                                                                       \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return spqr_set_err(err, SPQR_E_IO, "cuda: %s: %s", what, cudaGetErrorString(e_)); \
-    } while (0)
-
 #define V6_MAXW 8 /* warps per block at most */
 
 struct v6args {
@@ -330,7 +324,7 @@ spqr_status spqr_cuda_v6_matmul(spqr_cuda_ctx *c, spqr_cuda_v6 *p, const void *x
         case 4 * 2 + 1: e = v6_launch_q<4, true>(a, B, p->wpb, (int)m->nrt, c->stream); break;
         default: e = v6_launch_q<4, false>(a, B, p->wpb, (int)m->nrt, c->stream); break;
         }
-        CK6(e, "v6 kernel");
+        CK(e, "v6 kernel");
     }
     return SPQR_OK;
 }

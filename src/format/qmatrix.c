@@ -152,6 +152,12 @@ void spqr_qview_stats(const spqr_qview *v, uint32_t r, uint32_t g, float *scale,
     }
 }
 
+float spqr_qview_dense_weight(const spqr_qview *v, uint32_t r, uint32_t j) {
+    float s, z;
+    spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
+    return spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, v->wbits));
+}
+
 void spqr_qview_dequant_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, int unpermute, float *out) {
     const uint32_t cols = v->cols, gs = v->groupsize;
     for (uint32_t r = r0; r < r1; r++) {

@@ -62,6 +62,10 @@ static inline float spqr_deq(float scale, float zero, unsigned code) { return sc
 /* Scale and zero of (row r, group g), as floats. */
 void spqr_qview_stats(const spqr_qview *v, uint32_t r, uint32_t g, float *scale, float *zero);
 
+/* The dense weight at (row r, stored column j): what the code and statistics decode to, before an
+ * outlier replaces it (the layouts that add outliers as value − dense weight start from this). */
+float spqr_qview_dense_weight(const spqr_qview *v, uint32_t r, uint32_t j);
+
 /* Dequantizes rows [r0, r1) into out[(r - r0) * cols + c]: columns in ORIGINAL order when
  * `unpermute`, else in stored order. Outliers included. */
 void spqr_qview_dequant_rows(const spqr_qview *v, uint32_t r0, uint32_t r1, int unpermute, float *out);

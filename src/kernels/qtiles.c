@@ -80,9 +80,7 @@ spqr_qtiles *spqr_qtiles_build(const spqr_qview *v) {
         for (uint32_t r = 0; r < v->rows; r++)
             for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
                 const uint32_t j = v->ocol[k];
-                float s, z;
-                spqr_qview_stats(v, r, j / v->groupsize, &s, &z);
-                const float dense = spqr_deq(s, z, spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, v->wbits));
+                const float dense = spqr_qview_dense_weight(v, r, j);
                 t->o_col[k] = (uint16_t)j;
                 t->o_lane[k] = (uint8_t)(r % SPQR_TILE_ROWS);
                 t->o_val[k] = spqr_f16_to_f32(v->oval[k]);

@@ -10,6 +10,10 @@
  *   mma:     v7 (tensor cores; fp16 weights and activations, fp32 accumulation) 1e-3, each n twice
  *            (the K-slice counters must have been reset), and with fp32 x through spqr_cuda_matmul_f32
  *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
+ *   fused:   v5 as dispatched (half tiles for n <= 2, programmatic dependent launch where a block
+ *            fills its SM), on whole tiles ("fused-whole") and without PDL ("fused-nopdl"), 2e-4.
+ *   gsum:    v8 (exact codes times fp16 x on the tensor cores, fp32 statistics; the reference uses the
+ *            same fp16 x) 3e-4 (the fp16 outlier deltas), each n twice (the counters).
  *   v6:      the split-K kernel (spqr_cuda_v6.cu) on the fused layout, 1, 4 and 8 warps per block, at every n
  *            above (fp16 x) and n in {1, 3, 5} (fp32 x), called twice per n (its chunk counters must reset),
  *            tolerance 2e-4 as FUSED.
@@ -105,20 +109,27 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     CUDA_OK(cudaMemcpy(xd, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMalloc(&yd, (size_t)NMAX * rows * 4));
     std::vector<float> yh((size_t)NMAX * rows);
+    const spqr_cuda_algo FUSED_WHOLE = (spqr_cuda_algo)104; /* test-local: FUSED with ctx->fused_mode = 1 */
+    const spqr_cuda_algo FUSED_NOPDL = (spqr_cuda_algo)105; /* test-local: FUSED with ctx->pdl = 0 */
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
-        {SPQR_CUDA_FUSED, "fused", 2e-4}, {SPQR_CUDA_MMA, "mma", 1e-3}};
-    const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED), mma = spqr_cuda_supports(m, SPQR_CUDA_MMA);
-    printf("  layouts: fused %d, mma %d\n", fused, mma);
+        {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {SPQR_CUDA_MMA, "mma", 1e-3},
+        {SPQR_CUDA_GSUM, "gsum", 3e-4}};
+    const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED), mma = spqr_cuda_supports(m, SPQR_CUDA_MMA), gsum = spqr_cuda_supports(m, SPQR_CUDA_GSUM);
+    printf("  layouts: fused %d, mma %d, gsum %d\n", fused, mma, gsum);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
-        if (al.a == SPQR_CUDA_FUSED && !fused) continue;
+        if ((al.a == SPQR_CUDA_FUSED || al.a == FUSED_WHOLE || al.a == FUSED_NOPDL) && !fused) continue;
+        ctx->fused_mode = al.a == FUSED_WHOLE ? 1 : 0; /* v5 on whole column tiles instead of half tiles */
+        ctx->pdl = al.a != FUSED_NOPDL;                /* programmatic dependent launch (the default) or not */
+        const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL ? SPQR_CUDA_FUSED : al.a;
         if (al.a == SPQR_CUDA_MMA && !mma) continue;
+        if (al.a == SPQR_CUDA_GSUM && !gsum) continue;
         double worst = 0;
-        for (int rep = 0; rep < (al.a == SPQR_CUDA_MMA ? 2 : 1); rep++)
+        for (int rep = 0; rep < (al.a == SPQR_CUDA_MMA || al.a == SPQR_CUDA_GSUM ? 2 : 1); rep++)
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
-            if (spqr_cuda_matmul(ctx, m, al.a, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
+            if (spqr_cuda_matmul(ctx, m, algo, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
             CUDA_OK(cudaDeviceSynchronize());
             CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
             double num = 0, den = 0;
@@ -132,6 +143,8 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         }
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
     }
+    ctx->fused_mode = 0;
+    ctx->pdl = 1;
     /* v6 split-K on the fused layout: fp16 x at every n (twice: the counters must have been reset), fp32 x at n = 1, 3, 5 */
     if (spqr_cuda_v6_supported(m)) {
         std::vector<float> xf((size_t)8 * cols);
