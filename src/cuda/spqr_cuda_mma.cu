@@ -10,8 +10,8 @@
  *      per field (chunk, m-tile, row) the reference decoder's s and z, turned into fp16 (k1, hs, hk);
  *      per k-step: B fragments (LDS.64 per n-tile), four A registers per m-tile (one LOP3/shift,
  *      HSUB2, HFMA2 per pair), one mma.sync m16n8k16 per (m-tile, n-tile); fp32 accumulators;
- *   3. threads (row = tid % 32, batch columns ≡ tid / 32 mod 4) add the row's outliers of the slice,
- *      δ·xs[b][col], in column order;
+ *   3. threads (row = tid % 32, batch columns ≡ tid / 32 mod 4) add the row's outliers of the
+ *      sub-slice, δ·xs[b][col], in column order;
  *   4. the warps' fragments are summed in warp order through shared memory; with S = 1 the block
  *      writes y, else its partial sums, and the last block of the row tile to finish (a counter per
  *      row tile, reset by that block) adds the S partials in slice order and writes y.
@@ -206,29 +206,36 @@ __device__ __forceinline__ void mma_fill_x(const mma_args &a, __half *xs, int c0
 }
 
 /* Thread (row = tid % 32, batch columns opart + 4 i, opart = tid / 32) adds the outliers of its row's
- * segment, δ·x, in column order, 4 loads in flight; x from xs (one sub-slice: gather mode) or from
- * the pre-gathered buffer. cbase: the slice's first stored column. */
+ * segment that lie in the current sub-slice, stored columns [c0, climit), δ·x with x from xs, in
+ * column order (the segment's columns ascend), 4 loads in flight; k: the thread's cursor into the
+ * segment, advanced past them. Called once per sub-slice while xs holds it, so x never comes from
+ * global memory (runs 6-7 read the pre-gathered x per outlier and activation: SpQR n = 64 at 4x
+ * GPTQ's time). */
 template <int OB>
-__device__ __forceinline__ void mma_outliers(const mma_args &a, const __half *xs, uint32_t ok, uint32_t oend, int cbase, float (&oacc)[OB]) {
+__device__ __forceinline__ void mma_outliers(const mma_args &a, const __half *xs, uint32_t &k, uint32_t oend, int c0, int climit, float (&oacc)[OB]) {
     const int opart = threadIdx.x >> 5;
-    for (uint32_t k = ok; k < oend; k += 4) {
+    while (k < oend) {
         uint32_t col[4];
         float dl[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const bool in = k + e < oend;
-            col[e] = in ? __ldg(a.ocol + k + e) : (uint32_t)cbase;
+            col[e] = in ? __ldg(a.ocol + k + e) : (uint32_t)climit;
             dl[e] = in ? __half2float(a.odelta[k + e]) : 0.f;
         }
+        uint32_t done = 0;
 #pragma unroll
-        for (int e = 0; e < 4; e++)
+        for (int e = 0; e < 4; e++) {
+            if (col[e] >= (uint32_t)climit) continue; /* and every later one (ascending) */
+            done++;
 #pragma unroll
             for (int i = 0; i < OB; i++) {
                 const int b = opart + 4 * i;
-                if (b >= a.nb) continue;
-                const float xv = a.xg ? __half2float(__ldg(a.xg + (size_t)b * a.ldg + col[e])) : __half2float(xs[(size_t)b * a.rs + col[e] - cbase]);
-                oacc[i] = fmaf(dl[e], xv, oacc[i]);
+                if (b < a.nb) oacc[i] = fmaf(dl[e], __half2float(xs[(size_t)b * a.rs + col[e] - c0]), oacc[i]);
             }
+        }
+        k += done;
+        if (done < 4) break;
     }
 }
 
@@ -329,11 +336,10 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
             mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
             if (more) cur = nxt;
         }
+        if (SP) mma_outliers<OB>(a, xs, ok, oend, c0, c0 + scols, oacc);
         __syncthreads();
     }
     float *red = reinterpret_cast<float *>(smem4);
-    if (SP) mma_outliers<OB>(a, xs, ok, oend, u0 * 128, oacc);
-    __syncthreads();
     /* the warps' fragments: red[warp][b][row of the tile] */
     const int t = lane & 3, gl = lane >> 2;
 #pragma unroll
@@ -493,7 +499,8 @@ __global__ void __launch_bounds__(128, NB == 8 ? 2 : 3) k_gsum(const mma_args a)
     const int orow = threadIdx.x & 31;
     float oacc[OB] = {0.f, 0.f};
     const size_t seg = ((size_t)rt * a.S + ks) * 32 + orow;
-    const uint32_t ok = __ldg(a.optr + seg), oend = __ldg(a.optr + seg + 1);
+    uint32_t ok = __ldg(a.optr + seg);
+    const uint32_t oend = __ldg(a.optr + seg + 1);
     for (int su0 = u0; su0 < u1; su0 += a.su) {
         const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
         gs_unit<W, NB> cur;
@@ -508,11 +515,10 @@ __global__ void __launch_bounds__(128, NB == 8 ? 2 : 3) k_gsum(const mma_args a)
             gs_compute<W, NB>(a, cur, xs, xsum, (u - su0) * 128, lane, iF, F, fsh, yacc);
             if (more) cur = nxt;
         }
+        mma_outliers<OB>(a, xs, ok, oend, c0, c0 + scols, oacc);
         __syncthreads();
     }
     float *red = reinterpret_cast<float *>(smem4);
-    mma_outliers<OB>(a, xs, ok, oend, u0 * 128, oacc);
-    __syncthreads();
     /* the lanes' row sums: activation b = (2t + e) % NB; add the lanes of the quad with the same b */
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
