@@ -227,6 +227,29 @@ static void test_random_blobs(void) {
 
 static float f16r(float f) { return spqr_f16_to_f32(spqr_f32_to_f16(f)); }
 
+/* x [n][cols] (original column order) as the MMA kernels multiply it: fp16-rounded, in stored
+ * column order, zero past cols, rows of nku·128. The caller frees it. */
+static float *mma_emulate_x16(const spqr_mma_layout *L, const float *x, int n) {
+    const uint32_t ld = L->nku * 128;
+    float *x16 = malloc((size_t)n * ld * sizeof *x16);
+    for (int b = 0; b < n; b++)
+        for (uint32_t j = 0; j < ld; j++) x16[(size_t)b * ld + j] = j < L->cols ? f16r(x[(size_t)b * L->cols + (L->perm ? (uint32_t)L->perm[j] : j)]) : 0.f;
+    return x16;
+}
+
+/* y += the outlier segments' δ·x16 (the MMA kernels' outlier step). */
+static void mma_emulate_outliers(const spqr_mma_layout *L, const float *x16, int n, double *y) {
+    const uint32_t ld = L->nku * 128;
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t ks = 0; ks < L->S; ks++)
+            for (uint32_t r = 0; r < 32; r++) {
+                const uint64_t seg = ((uint64_t)rt * L->S + ks) * 32 + r;
+                for (uint32_t k = L->optr[seg]; k < L->optr[seg + 1]; k++)
+                    for (int b = 0; b < n; b++)
+                        y[(size_t)b * L->rows + rt * 32 + r] += (double)spqr_f16_to_f32(L->odelta[k]) * x16[(size_t)b * ld + L->ocol[k]];
+            }
+}
+
 /* y[b][r] (double) of the MMA kernel (spqr_cuda_mma.cu), emulated lane by lane from the layout: the
  * kernel's fp16 weights (k1, hs, hk per field; HSUB2 + HFMA2 per pair), fp16 activations, every
  * (row, k) element of every fragment placed by the PTX fragment layout of mma.m16n8k16, then the
@@ -235,10 +258,7 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
     const unsigned W = L->wbits;
     const int sp = L->kind == SPQR_TK_SPQR;
     memset(y, 0, (size_t)n * L->rows * sizeof *y);
-    float *x16 = malloc((size_t)n * L->nku * 128 * sizeof *x16); /* stored order, zero past cols */
-    for (int b = 0; b < n; b++)
-        for (uint32_t j = 0; j < L->nku * 128; j++)
-            x16[(size_t)b * L->nku * 128 + j] = j < L->cols ? f16r(x[(size_t)b * L->cols + (L->perm ? (uint32_t)L->perm[j] : j)]) : 0.f;
+    float *x16 = mma_emulate_x16(L, x, n);
     for (uint32_t rt = 0; rt < L->nrt; rt++)
         for (uint32_t u = 0; u < L->nku; u++) {
             const uint64_t unit = (uint64_t)rt * L->nku + u;
@@ -285,15 +305,7 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
                             }
             }
         }
-    if (sp)
-        for (uint32_t rt = 0; rt < L->nrt; rt++)
-            for (uint32_t ks = 0; ks < L->S; ks++)
-                for (uint32_t r = 0; r < 32; r++) {
-                    const uint64_t seg = ((uint64_t)rt * L->S + ks) * 32 + r;
-                    for (uint32_t k = L->optr[seg]; k < L->optr[seg + 1]; k++)
-                        for (int b = 0; b < n; b++)
-                            y[(size_t)b * L->rows + rt * 32 + r] += (double)spqr_f16_to_f32(L->odelta[k]) * x16[(size_t)b * L->nku * 128 + L->ocol[k]];
-                }
+    if (sp) mma_emulate_outliers(L, x16, n, y);
     free(x16);
 }
 
@@ -309,9 +321,7 @@ static void gsum_emulate(const spqr_mma_layout *L, const float *x, int n, int NB
     const unsigned W = L->wbits, GPS = 8 / NB;
     memset(y, 0, (size_t)n * L->rows * sizeof *y);
     const uint32_t ld = L->nku * 128;
-    float *x16 = malloc((size_t)n * ld * sizeof *x16);
-    for (int b = 0; b < n; b++)
-        for (uint32_t j = 0; j < ld; j++) x16[(size_t)b * ld + j] = j < L->cols ? f16r(x[(size_t)b * L->cols + (L->perm ? (uint32_t)L->perm[j] : j)]) : 0.f;
+    float *x16 = mma_emulate_x16(L, x, n);
     for (uint32_t rt = 0; rt < L->nrt; rt++)
         for (uint32_t u = 0; u < L->nku; u++) {
             const uint64_t unit = (uint64_t)rt * L->nku + u;
@@ -367,14 +377,7 @@ static void gsum_emulate(const spqr_mma_layout *L, const float *x, int n, int NB
                     }
                 }
         }
-    for (uint32_t rt = 0; rt < L->nrt; rt++)
-        for (uint32_t ks = 0; ks < L->S; ks++)
-            for (uint32_t r = 0; r < 32; r++) {
-                const uint64_t seg = ((uint64_t)rt * L->S + ks) * 32 + r;
-                for (uint32_t k = L->optr[seg]; k < L->optr[seg + 1]; k++)
-                    for (int b = 0; b < n; b++)
-                        y[(size_t)b * L->rows + rt * 32 + r] += (double)spqr_f16_to_f32(L->odelta[k]) * x16[(size_t)b * ld + L->ocol[k]];
-            }
+    mma_emulate_outliers(L, x16, n, y);
     free(x16);
 }
 

@@ -86,7 +86,7 @@ static void run_v1(const spqr_cuda_qmatrix *m, const __half *x, int n, float *y,
 static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v) {
     spqr_cuda_qmatrix *c = (spqr_cuda_qmatrix *)malloc(sizeof *c);
     *c = *m;
-    c->mma = c->gsum = NULL; /* v7 and v8 have their own copies (run_v7) */
+    c->mma = c->gsum = NULL; /* v7 and v8 have their own copies (run_mma_kernel) */
     CHECK(cudaMalloc(&c->blob, m->lay.size));
     CHECK(cudaMemcpy(c->blob, m->blob, m->lay.size, cudaMemcpyDeviceToDevice));
     c->perm = m->perm ? (const int32_t *)(c->blob + m->lay.perm) : NULL;
@@ -212,11 +212,11 @@ static void print_row(FILE *csv, const char *shape, uint32_t rows, uint32_t cols
     fflush(stdout);
 }
 
-/* v7 on NC device copies of one host layout with S K-slices (0: this device's default): checked
- * (y poisoned first), then timed, at every n of ns. */
-static void run_v7(FILE *csv, const char *shape, const cfg &cf, const spqr_qview *v, uint32_t S, const char *alg, const std::vector<int> &ns,
-                   spqr_cuda_ctx *ctx, cudaStream_t st, const __half *xd, const std::vector<__half> &xh, float *yd, const float *Wref,
-                   const std::vector<double> &cub_us, double read_gbs, int sms) {
+/* v7, or v8 when alg starts with "v8" (the group-sum layout), on NC device copies of one host layout
+ * with S K-slices (0: this device's default): checked (y poisoned first), then timed, at every n of ns. */
+static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const spqr_qview *v, uint32_t S, const char *alg, const std::vector<int> &ns,
+                           spqr_cuda_ctx *ctx, cudaStream_t st, const __half *xd, const std::vector<__half> &xh, float *yd, const float *Wref,
+                           const std::vector<double> &cub_us, double read_gbs, int sms) {
     spqr_error er;
     spqr_mma_layout L;
     const bool gsum = !strncmp(alg, "v8", 2);
@@ -412,15 +412,15 @@ int main(int argc, char **argv) {
             if (spqr_mma_supported(&sm.view) && !v56) {
                 const std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                           : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
-                run_v7(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                 if (spqr_gsum_supported(&sm.view)) {
                     const std::vector<int> n8 = cf.full == 2 ? std::vector<int>{1} : std::vector<int>{1, 2, 4, 8};
-                    run_v7(csv, shape, cf, &sm.view, 0, "v8-gsum", n8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                    run_mma_kernel(csv, shape, cf, &sm.view, 0, "v8-gsum", n8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                     if (cf.full == 1)
                         for (uint32_t S : {1u, 2u, 4u, 8u, 16u}) {
                             char an[16];
                             snprintf(an, sizeof an, "v8-S%u", S);
-                            run_v7(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
+                            run_mma_kernel(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
                                    prop.multiProcessorCount);
                         }
                 }
@@ -428,7 +428,7 @@ int main(int argc, char **argv) {
                     for (uint32_t S : {1u, 2u, 4u, 16u}) {
                         char an[16];
                         snprintf(an, sizeof an, "v7-S%u", S);
-                        run_v7(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
+                        run_mma_kernel(csv, shape, cf, &sm.view, S, an, std::vector<int>{1}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs,
                                prop.multiProcessorCount);
                     }
             }

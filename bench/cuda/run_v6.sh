@@ -9,8 +9,8 @@ OUT=${OUT:-build/cuda/out}
 B=${B:-build/gpu/cuda}
 mkdir -p "$OUT" "$B"
 L="$OUT/v6.log"
-unxz_to() { if command -v xz >/dev/null; then xz -dc "$1" > "$2"; else python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"; fi; }
-for f in build/dev/v6/*.xz; do unxz_to "$f" "$B/$(basename "$f" .xz)" && chmod +x "$B/$(basename "$f" .xz)"; done
+. bench/cuda/unpack.sh
+unpack_carried build/dev/v6 "$B"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
 echo "=== test" >> "$L"
 timeout ${TEST_TIMEOUT:-150} $B/spqr-cuda-test >> "$L" 2>&1; echo "test rc=$?" | tee -a "$L"

@@ -14,9 +14,8 @@ D=build/dev/v7
 B=/tmp/v7
 mkdir -p "$OUT" "$B"
 L="$OUT/v7.log"
-unxz_to() { if command -v xz >/dev/null; then xz -dc "$1" > "$2"; else python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"; fi; }
-for f in $D/*.xz; do unxz_to "$f" "$B/$(basename "$f" .xz)"; done
-chmod +x $B/spqr-cuda-*
+. bench/cuda/unpack.sh
+unpack_carried "$D" "$B"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
 nproc >> "$L"
 t0=$(date +%s)

@@ -246,11 +246,13 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_status st = upload_fused(m, v, err);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
-    for (int gs = 0; gs < 2; gs++) {
-        if (!(gs ? want_gsum : want_mma)) continue;
-        int dev = 0, sms = 132;
+    int dev = 0, sms = 132;
+    if (want_mma || want_gsum) {
         cudaGetDevice(&dev);
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    }
+    for (int gs = 0; gs < 2; gs++) {
+        if (!(gs ? want_gsum : want_mma)) continue;
         spqr_mma_layout L;
         const uint32_t S = spqr_mma_default_slices(v->rows, v->cols, sms);
         spqr_status st = gs ? spqr_gsum_build(v, S, &L, err) : spqr_mma_build(v, S, &L, err);
