@@ -237,7 +237,8 @@ typedef struct spqr_ctx_opts {
     int n_threads; /* 0: all online cores */
     int act8;      /* decode (one token at a time) with 8-bit activations: each layer input is rounded
                       to int8 per group of β1 inputs (scale max|x|/127) and multiplied with integer dot
-                      products (AVX-512 VNNI) where this CPU has them; faster, slightly less exact.
+                      products (AVX-512 VNNI) where this CPU has them, or on the GPU (with gpu = 1)
+                      by its IDP4A kernel; faster, slightly less exact.
                       0: fp32 activations (default). Prefill is never affected. */
     int gpu;       /* 1: run the whole forward pass on the first CUDA device (builds made with
                       `make CUDA=1`; otherwise SPQR_E_UNSUPPORTED); 2: the same with every quantized

@@ -5,13 +5,14 @@
  * (`make test-neon`). Shapes: 1..8 bits (GPTQ layout), 1..4 bits with 1..4-bit statistics (SpQR
  * layout), groups of 8..128 and ragged ones, row blocks of 1..64 rows, ragged rows and columns;
  * the tile layout (qtiles.h) of each, decoded and multiplied by every tile kernel, with fp32 and
- * with 8-bit activations.
+ * with 8-bit activations; the GPU layouts' packing and decoding (mma_layout.h, act8_layout.h).
  */
 #include "harness.h"
 
 #include "format/qmatrix.h"
 #include "kernels/cpu.h"
 #include "kernels/qtiles.h"
+#include "cuda/act8_layout.h"
 #include "cuda/mma_layout.h"
 
 #include <math.h>
@@ -470,7 +471,46 @@ static void test_mma_layout(void) {
     CHECK(!spqr_gsum_supported(&v));
 }
 
+/* v9's code words (act8_layout.h): every code of random tiles comes back from spqr_a8_quad in the
+ * byte of its column, and an IDP4A-style dot of each quad with random int8 activations equals the
+ * direct sum of the tile's codes times them. */
+static void test_act8_layout(void) {
+    for (unsigned W = 2; W <= 4; W++)
+        for (int rep = 0; rep < 50; rep++) {
+            uint8_t c[256];
+            int8_t xq[256];
+            uint32_t words[32];
+            for (int j = 0; j < 256; j++) {
+                c[j] = (uint8_t)(rep == 0 ? (1u << W) - 1 : rep == 1 ? j % (1u << W) : rnd() % (1u << W));
+                xq[j] = (int8_t)((int)(rnd() % 255) - 127);
+            }
+            spqr_a8_pack_tile(c, W, words);
+            if (rep == 0) { /* all codes at their maximum: exactly the 8W words' bits, none outside */
+                uint32_t ones = 0;
+                for (unsigned i = 0; i < 8 * W; i++) ones += (uint32_t)__builtin_popcount(words[i]);
+                CHECK(ones == 256 * W);
+            }
+            int bad = 0;
+            for (unsigned u = 0; u < 2; u++)
+                for (unsigned i = 0; i < 8; i++) {
+                    int32_t dot = 0, ref = 0;
+                    for (unsigned k = 0; k < 4; k++) {
+                        const uint32_t qd = spqr_a8_quad(words + u * 4 * W, W, i, k);
+                        for (unsigned b = 0; b < 4; b++) {
+                            const unsigned j = u * 128 + 16 * i + 4 * k + b;
+                            bad += ((qd >> (8 * b)) & 255u) != c[j];
+                            dot += (int32_t)((qd >> (8 * b)) & 255u) * xq[j];
+                            ref += (int32_t)c[j] * xq[j];
+                        }
+                    }
+                    bad += dot != ref;
+                }
+            CHECK(bad == 0);
+        }
+}
+
 const th_test suite_kernels_random[] = {
+    {"kernels_act8_layout_w234", test_act8_layout},
     {"kernels_random_blobs_all_isas", test_random_blobs},
     {"kernels_mma_layout_emulated", test_mma_layout},
     {NULL, NULL},

@@ -17,6 +17,20 @@
  *   v8 gsum     tensor cores on exact codes: group sums Σ c·x per (row, group of 16) in the MMA
  *               accumulators, statistics in fp32 (spqr_cuda_mma.cu, SPQR_CUDA_GSUM): v8-gsum (S for
  *               this device), v8-S<k> (S forced; n = 1 only); SpQR β1 = 16, n <= 8
+ *   v7-ingather (--v9) v7 with x gathered in the kernel for n <= 8 (the default before run 18; now
+ *               pre-gathered by a kernel on large matrices at every n)
+ *   v9 act8     v5 with 8-bit activations (x rounded to int8 per group of 16 in the kernel, exact IDP4A
+ *               group sums; spqr_cuda_fused.cu, SPQR_CUDA_ACT8): v9-act8. Its rel_err column is
+ *               against the CPU's 8-bit-activation reference (spqr_qtiles_gemv_act8_ref), which it
+ *               must equal up to summation order; "vs exact" in the log is against W·x16.
+ *               v5 and v9 as dispatched prepare x once per product by a small kernel where the blocks'
+ *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
+ *               every block copies it): v5-gather, v9-gather are the same kernels with each block
+ *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block
+ *   floors      what any kernel reading the fused layout's bytes pays in these graphs: floor-empty (an
+ *               empty kernel in v5's grid, with PDL), floor-v5grid (the code and statistic arrays read
+ *               once with uint4 loads in v5's grid, PDL), floor-read (the same bytes, 8 blocks of 512
+ *               threads per SM)
  *   cublas16    cuBLAS fp16 GemmEx on the dense fp16 weights (the reference)
  *
  * Timing: each op is captured NC times in a CUDA graph, over NC distinct copies of the weights
@@ -24,12 +38,13 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
  *   --v7     only cuBLAS, v5 (n <= 8) and v7 (implies --fast)
  *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
+ *   --v9     only cuBLAS, v5 (n <= 8), v9, the floors and v7 (default S; no v8) (implies --fast)
  */
 #include <algorithm>
 #include <math.h>
@@ -40,6 +55,9 @@
 
 #include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
+extern "C" {
+#include "kernels/qtiles.h"
+}
 #include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
 #include "synth.h"
@@ -110,6 +128,7 @@ static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v)
         CHECK(cudaMalloc(&c->focol, m->n_out * 2 + 16)); CHECK(cudaMemcpy(c->focol, m->focol, m->n_out * 2, cudaMemcpyDeviceToDevice));
         CHECK(cudaMalloc(&c->fodelta, m->n_out * 4 + 16)); CHECK(cudaMemcpy(c->fodelta, m->fodelta, m->n_out * 4, cudaMemcpyDeviceToDevice));
         if (m->fperm) { CHECK(cudaMalloc(&c->fperm, m->cols * 4)); CHECK(cudaMemcpy(c->fperm, m->fperm, m->cols * 4, cudaMemcpyDeviceToDevice)); }
+        if (m->a8codes) { CHECK(cudaMalloc(&c->a8codes, ncw)); CHECK(cudaMemcpy(c->a8codes, m->a8codes, ncw, cudaMemcpyDeviceToDevice)); }
     }
     (void)v;
     return c;
@@ -152,6 +171,38 @@ __global__ void k_read(const uint4 *p, size_t n, unsigned *out) {
         s ^= v.x ^ v.y ^ v.z ^ v.w;
     }
     if (s == 0x12345678u) out[0] = s; /* keeps the loads */
+}
+
+/* The floors: nothing (read = 0) or a read of arrays a and b (uint4 counts na, nb), grid-stride, with
+ * v5's programmatic-dependent-launch handshake. */
+__global__ void k_floor(const uint4 *a, size_t na, const uint4 *b, size_t nb, unsigned *out, int read) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+    if (!read) return;
+    unsigned s = 0;
+    const size_t st = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nb; i += st) {
+        const uint4 v = __ldg(i < na ? a + i : b + (i - na));
+        s ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (s == 0x12345678u) out[0] = s; /* keeps the loads */
+}
+
+static void launch_floor(const spqr_cuda_qmatrix *m, int grid, int threads, int read, unsigned *out, cudaStream_t st) {
+    const int NS = m->f_q3 ? 3 : 4;
+    const size_t na = (size_t)m->nrt * m->nct * 2 * m->wbits * 32, nb = (size_t)m->nrt * m->nct * NS * 32 / 4;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)grid);
+    cfg.blockDim = dim3((unsigned)threads);
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    CHECK(cudaLaunchKernelEx(&cfg, k_floor, (const uint4 *)m->fcodes, na, (const uint4 *)m->fstat, nb, out, read));
 }
 
 /* Achievable bandwidth: D2D copy (read + write bytes) and a read-only kernel, 1 GiB, best of 10. */
@@ -246,7 +297,7 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -254,6 +305,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--v56")) fast = v56 = 1;
         else if (!strcmp(argv[i], "--v7")) fast = v7 = 1;
         else if (!strcmp(argv[i], "--v8")) fast = v7 = v8 = 1;
+        else if (!strcmp(argv[i], "--v9")) fast = v7 = v8 = v9 = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
@@ -344,19 +396,42 @@ int main(int argc, char **argv) {
                 }
                 for (auto p : wd) CHECK(cudaFree(p));
             }
+            /* the CPU's 8-bit-activation product of the first 4 activations (v9's reference) */
+            std::vector<float> yact8;
+            if (spqr_cuda_supports(m0, SPQR_CUDA_ACT8)) {
+                spqr_qtiles *qt = spqr_qtiles_build(&sm.view);
+                if (!qt) { fprintf(stderr, "qtiles_build failed\n"); exit(1); }
+                std::vector<float> xs(cols), dx(cols / 16 + 1), gq(cols / 16 + 1);
+                std::vector<int8_t> xq(cols);
+                yact8.resize((size_t)4 * rows);
+                for (int b = 0; b < 4; b++) {
+                    for (uint32_t j = 0; j < cols; j++) xs[j] = __half2float(xh[(size_t)b * cols + (sm.view.perm ? sm.view.perm[j] : (int32_t)j)]);
+                    spqr_act8_quantize(xs.data(), cols, 16, xq.data(), dx.data(), gq.data());
+                    spqr_qtiles_gemv_act8_ref(qt, 0, rows, xq.data(), dx.data(), gq.data(), xs.data(), yact8.data() + (size_t)b * rows);
+                }
+                spqr_qtiles_free(qt);
+            }
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
                                 {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}, {"v5-whole", 301}, {"v5-nopdl", 302},
-                                {"v6-w4", 204}, {"v6-w8", 208}};
+                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v5-gather", 303}, {"v9-gather", 304},
+                                {"v9-w4", 314}, {"v9-w8", 318}, {"v9-w16", 326}, {"v9-w32", 342},
+                                {"floor-empty", 401}, {"floor-v5grid", 402}, {"floor-read", 403}};
             for (const alg &al : algs) {
-                const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302;
+                const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302, isfloor = al.id > 400;
+                const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350;
+                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || wsweep;
+                if ((isfloor || a8 || gather) && (!v9 || !m0->a8codes)) continue;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
-                if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl) continue;
+                if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
+                if (v9 && (whole || nopdl)) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
-                const int id = isv6 || whole || nopdl ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
+                const int id = a8 ? SPQR_CUDA_ACT8 : isv6 || whole || nopdl || isfloor || gather ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 && al.id < 200 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
                 ctx->fused_mode = whole ? 1 : 0; /* v5 on whole column tiles (16 warps) instead of half tiles */
                 ctx->pdl = !nopdl;               /* v5-nopdl: without programmatic dependent launch */
+                ctx->xprep = gather ? 0 : -1;    /* v5-gather, v9-gather: each block gathers x (no k_prep_x) */
+                ctx->fused_nw = wsweep ? al.id - 310 : 0; /* v9-w<k>: k warps per block (n = 1, half tiles) */
                 if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
                 if (al.id > 100 && al.id < 200 && cf.full != 1) continue;
                 if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && al.id < 200))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
@@ -377,8 +452,17 @@ int main(int argc, char **argv) {
                     if (v56 && n > 4) continue;
                     if (v7 && n > 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
-                    if (id == SPQR_CUDA_FUSED && n > 8) continue;
+                    if ((id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 8) continue;
+                    if ((isfloor || wsweep) && n > 1) continue;
+                    /* v5's grid for the floors: its row tiles, its warps per block at n = 1 */
+                    int fw = 32;
+                    while (fw > 4 && ((uint64_t)m0->nrt * fw > (uint64_t)prop.multiProcessorCount * 32 || fw > 2 * (int)m0->nct)) fw /= 2;
                     auto op = [&](int i) {
+                        if (isfloor) {
+                            if (al.id == 403) launch_floor(ms[i], prop.multiProcessorCount * 8, 512, 1, (unsigned *)yd, st);
+                            else launch_floor(ms[i], (int)ms[i]->nrt, fw * 32, al.id == 402, (unsigned *)yd, st);
+                            return;
+                        }
                         if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
                         else if (isv6) OKE(spqr_cuda_v6_matmul(ctx, v6s[i], xd, 0, n, yd, &er), er);
                         else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
@@ -388,8 +472,15 @@ int main(int argc, char **argv) {
                     CHECK(cudaStreamSynchronize(st));
                     CHECK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
                     const int nchk = n < 4 ? n : 4; /* check the first 4 activations (CPU time) */
-                    double e = rel_err(Wref.data(), rows, cols, xh.data(), nchk, yh.data());
-                    for (size_t i = 0; i < (size_t)n * rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
+                    double e = isfloor ? 0 : rel_err(Wref.data(), rows, cols, xh.data(), nchk, yh.data());
+                    if (id == SPQR_CUDA_ACT8) { /* against the CPU's act8 product; the error against W·x16 goes to the log */
+                        double num = 0, den = 0;
+                        for (size_t i = 0; i < (size_t)nchk * rows; i++) { double d = (double)yh[i] - yact8[i]; num += d * d; den += (double)yact8[i] * yact8[i]; }
+                        printf("%-12s %-16s %-10s %3d   (vs exact W.x16: %.2e)\n", shape, cf.name, al.name, n, e);
+                        e = sqrt(num / (den > 0 ? den : 1));
+                    }
+                    if (!isfloor)
+                        for (size_t i = 0; i < (size_t)n * rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
                     double us = time_op(NC, st, op);
                     /* v6: + the partial sums read back (nchunk x n x rows fp32, L2) */
                     const double bytes = wb + 2.0 * n * cols + 4.0 * n * rows + (isv6 && v6s[0]->nchunk > 1 ? 4.0 * n * rows * v6s[0]->nchunk : 0);
@@ -401,6 +492,8 @@ int main(int argc, char **argv) {
                 }
                 ctx->fused_mode = 0;
                 ctx->pdl = 1;
+                ctx->xprep = -1;
+                ctx->fused_nw = 0;
                 CHECK(cudaFree(xp1));
                 for (auto p : v6s) spqr_cuda_v6_free(p);
                 for (int i = 1; i < NC; i++) {
@@ -413,7 +506,13 @@ int main(int argc, char **argv) {
                 const std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                           : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
                 run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                if (spqr_gsum_supported(&sm.view)) {
+                if (v9 && cf.full == 1) { /* v7 with x gathered in the kernel where it fits (n <= 8; before run 18 the default) */
+                    ctx->mma_pregather = 0;
+                    run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-ingather", std::vector<int>{1, 2, 4, 8}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si],
+                                   read_gbs, prop.multiProcessorCount);
+                    ctx->mma_pregather = -1;
+                }
+                if (spqr_gsum_supported(&sm.view) && !v9) {
                     const std::vector<int> n8 = cf.full == 2 ? std::vector<int>{1} : std::vector<int>{1, 2, 4, 8};
                     run_mma_kernel(csv, shape, cf, &sm.view, 0, "v8-gsum", n8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                     if (cf.full == 1)

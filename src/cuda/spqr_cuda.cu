@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cuda/mma_layout.h"
+#include "cuda/act8_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -24,6 +25,8 @@ extern "C" spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr
     if (!c) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     c->stream = (cudaStream_t)stream;
     c->pdl = 1;
+    c->xprep = -1;
+    c->mma_pregather = -1;
     int dev = 0;
     c->sms = 132;
     cudaGetDevice(&dev);
@@ -33,6 +36,8 @@ extern "C" spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr
     *out = c;
     return SPQR_OK;
 }
+
+extern "C" void spqr_cuda_ctx_set_act8(spqr_cuda_ctx *c, int on) { c->act8 = on != 0; }
 
 extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     if (!c) return;
@@ -149,8 +154,8 @@ static cudaError_t up(T **d, const void *h, size_t n) {
     return e;
 }
 
-/* The fused (v5) layout: see spqr_cuda_internal.cuh. */
-static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_error *err) {
+/* The fused (v5) layout: see spqr_cuda_internal.cuh; a8: also v9's code words (act8_layout.h). */
+static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, int a8, spqr_error *err) {
     const uint32_t rows = v->rows, cols = v->cols, W = v->wbits;
     const int q3 = v->qq_bits == 3, NS = q3 ? 3 : 4;
     m->nrt = (rows + 31) / 32;
@@ -159,11 +164,11 @@ static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
     const size_t ncw = (size_t)m->nrt * m->nct * 2 * W * 32 * 4; /* words */
     const size_t nsw = (size_t)m->nrt * m->nct * NS * 32;
     const size_t nqq = (size_t)m->row_blocks * ngp;
-    uint32_t *hc = (uint32_t *)calloc(ncw, 4), *hs = (uint32_t *)calloc(nsw, 4);
+    uint32_t *hc = (uint32_t *)calloc(ncw, 4), *hs = (uint32_t *)calloc(nsw, 4), *ha = a8 ? (uint32_t *)calloc(ncw, 4) : NULL;
     uint2 *hq = (uint2 *)calloc(nqq, sizeof(uint2));
     float *hd = (float *)calloc(v->n_outliers + 1, sizeof(float));
     spqr_status st = SPQR_OK;
-    if (!hc || !hs || !hq || !hd) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
+    if (!hc || !hs || !hq || !hd || (a8 && !ha)) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
     for (uint32_t rt = 0; rt < m->nrt; rt++)
         for (uint32_t ct = 0; ct < m->nct; ct++)
             for (uint32_t L = 0; L < 32; L++) {
@@ -173,6 +178,14 @@ static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
                 for (uint32_t p = 0; p < 8; p++) pack_packet(v, r, ct * 8 + p, words + p * W);
                 uint32_t *tc = hc + ((size_t)rt * m->nct + ct) * 2 * W * 32 * 4;
                 for (uint32_t wi = 0; wi < 8 * W; wi++) tc[((wi / 4) * 32 + L) * 4 + wi % 4] = words[wi];
+                if (a8) { /* the same tile in act8_layout.h's bit order, at the same word positions */
+                    uint8_t cc[256];
+                    const uint8_t *crow = v->codes + (uint64_t)r * v->lay.code_stride;
+                    for (uint32_t j = 0; j < 256; j++) cc[j] = ct * 256 + j < cols ? (uint8_t)spqr_bits_get(crow, ct * 256 + j, W) : 0;
+                    spqr_a8_pack_tile(cc, W, words);
+                    uint32_t *ta = ha + ((size_t)rt * m->nct + ct) * 2 * W * 32 * 4;
+                    for (uint32_t wi = 0; wi < 8 * W; wi++) ta[((wi / 4) * 32 + L) * 4 + wi % 4] = words[wi];
+                }
                 uint32_t sw[4] = {0, 0, 0, 0};
                 const uint8_t *srow = v->stats + (uint64_t)r * v->lay.stat_stride;
                 for (uint32_t i = 0; i < 16; i++) {
@@ -204,6 +217,7 @@ static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
         if (e == cudaSuccess) e = up(&m->forp, v->row_ptr, (rows + 1) * 4ull);
         if (e == cudaSuccess) e = up(&m->focol, v->ocol, v->n_outliers * 2);
         if (e == cudaSuccess && v->perm) e = up(&m->fperm, v->perm, cols * 4ull);
+        if (e == cudaSuccess && a8) e = up(&m->a8codes, ha, ncw * 4);
         if (e != cudaSuccess) { st = spqr_set_err(err, SPQR_E_IO, "cuda: fused upload: %s", cudaGetErrorString(e)); goto done; }
     }
     m->fused = 1;
@@ -211,7 +225,7 @@ static spqr_status upload_fused(spqr_cuda_qmatrix *m, const spqr_qview *v, spqr_
     /* bytes one product reads: codes and statistics of the real rows, qq, CSR (fp32 deltas), perm */
     m->bytes_fused = ((uint64_t)rows * m->nct * (2 * W * 16 + NS * 4)) + nqq * 8 + 4ull * (rows + 1) + 6ull * v->n_outliers + (v->perm ? 4ull * cols : 0);
 done:
-    free(hc); free(hs); free(hq); free(hd);
+    free(hc); free(hs); free(hq); free(hd); free(ha);
     return st;
 }
 
@@ -222,7 +236,8 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     m->kind = v->kind; m->rows = v->rows; m->cols = v->cols; m->wbits = v->wbits; m->gs = v->groupsize;
     m->qq_bits = v->qq_bits; m->qq_gs = v->qq_groupsize; m->n_out = v->n_outliers;
     m->groups = v->lay.groups; m->row_blocks = v->lay.row_blocks; m->lay = v->lay;
-    const int want_fused = (layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v);
+    const int want_act8 = (layouts & SPQR_CUDA_LAYOUT_ACT8) && fused_ok(v);
+    const int want_fused = ((layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v)) || want_act8;
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
     const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
     const int want_gsum = (layouts & SPQR_CUDA_LAYOUT_GSUM) && spqr_gsum_supported(v);
@@ -243,7 +258,7 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
     if (want_fused) {
-        spqr_status st = upload_fused(m, v, err);
+        spqr_status st = upload_fused(m, v, want_act8, err);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
     int dev = 0, sms = 132;
@@ -272,18 +287,20 @@ extern "C" void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m) {
     if (!m) return;
     cudaFree(m->blob); cudaFree(m->tcodes); cudaFree(m->tstat); cudaFree(m->tqq); cudaFree(m->odelta);
     cudaFree(m->fcodes); cudaFree(m->fstat); cudaFree(m->fqq); cudaFree(m->fperm); cudaFree(m->forp); cudaFree(m->focol); cudaFree(m->fodelta);
+    cudaFree(m->a8codes);
     spqr_cuda_mma_free(m->mma);
     spqr_cuda_mma_free(m->gsum);
     free(m);
 }
 
 extern "C" int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
-    return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_MMA ? m->mma != NULL
+    return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_ACT8 ? m->a8codes != NULL
+           : algo == SPQR_CUDA_MMA ? m->mma != NULL
            : algo == SPQR_CUDA_GSUM ? m->gsum != NULL : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
 }
 
 extern "C" uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
-    if (algo == SPQR_CUDA_FUSED) return m->bytes_fused;
+    if (algo == SPQR_CUDA_FUSED || algo == SPQR_CUDA_ACT8) return m->bytes_fused;
     if (algo == SPQR_CUDA_MMA) return m->mma ? m->mma->bytes : 0;
     if (algo == SPQR_CUDA_GSUM) return m->gsum ? m->gsum->bytes : 0;
     if (algo == SPQR_CUDA_GENERIC || !m->tiled) return m->bytes_raw;
@@ -734,10 +751,10 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
                                         float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
     if (algo == SPQR_CUDA_AUTO) {
-        if (m->mma && (n > 4 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA;
+        if (m->mma && (n > 2 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA; /* v5 up to 2: run 19 */
         else algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
     }
-    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM && !m->has_raw)
+    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_ACT8 && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM && !m->has_raw)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     const __half *x = (const __half *)x_dev;
     switch (algo) {
@@ -746,7 +763,10 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
         return run_tiled(c, m, x, n, y_dev, err);
     case SPQR_CUDA_FUSED:
         if (!m->fused) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: the fused kernel does not support this matrix");
-        return spqr_cuda_run_fused(c, m, x, 0, n, y_dev, err);
+        return spqr_cuda_run_fused(c, m, x, 0, n, y_dev, 0, err);
+    case SPQR_CUDA_ACT8:
+        if (!m->a8codes) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no act8 layout");
+        return spqr_cuda_run_fused(c, m, x, 0, n, y_dev, 1, err);
     case SPQR_CUDA_MMA:
         if (!m->mma) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no MMA layout");
         return run_mma(c, m, x, 0, n, y_dev, err);
@@ -761,7 +781,8 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
 
 extern "C" spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
-    if (m->fused && (n <= 4 || !m->mma)) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, err);
+    if (c->act8 && m->a8codes && n == 1) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, 1, err);
+    if (m->fused && (n <= 2 || !m->mma)) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, 0, err);
     if (m->mma) return run_mma(c, m, x_dev, 1, n, y_dev, err);
     if (!m->has_raw) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     return run_generic(c, m, x_dev, 1, n, y_dev, err);

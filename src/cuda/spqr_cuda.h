@@ -18,17 +18,20 @@
  *   SPQR_CUDA_GENERIC  storage layout as in the file, one warp per row, fp32, any valid matrix
  *   SPQR_CUDA_DEQUANT  dequantize to fp16 (stored column order, outliers exact), then cuBLAS
  *                      GemmEx (fp16 inputs, fp32 accumulation) with the permuted X: the prefill path
- *   SPQR_CUDA_FUSED    (v5) one kernel per product: rows in the lanes (32 rows x 256 columns per
- *                      tile; for n <= 2 a warp's unit is half a tile and up to 32 warps share a
- *                      row tile), each block gathers the permuted x and its per-group sums into
- *                      shared memory, fp32 math, outliers as fp32 deltas; SpQR with β1 = 16,
- *                      qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per pass (larger n: passes).
+ *   SPQR_CUDA_FUSED    (v5) one kernel per product (two on large matrices): rows in the lanes
+ *                      (32 rows x 256 columns per tile; for n <= 2 a warp's unit is half a tile and
+ *                      up to 32 warps share a row tile), the permuted x and its per-group sums in
+ *                      shared memory (prepared once per product by a small kernel into the workspace
+ *                      on large matrices, else gathered by each block), fp32 math, outliers as fp32
+ *                      deltas; SpQR with β1 = 16, qq_bits <= 4, β2 % 16 == 0, wbits 2..4; n <= 4 per
+ *                      pass (larger n: passes).
  *                      Launched with programmatic dependent launch where a block fills its SM: its
  *                      weight loads start before it waits for the previous kernel in the stream.
  *   SPQR_CUDA_MMA      (v7) tensor cores: mma.sync m16n8k16 with the weights dequantized to fp16 in
  *                      registers (A) and the activations as fp16 (B), fp32 accumulation, K split
  *                      over blocks with a deterministic reduction, outliers fused; one launch per
- *                      pass of up to 64 activations (x gathered in-kernel for n <= 8); SpQR with
+ *                      pass of up to 64 activations (x gathered in-kernel for n <= 8 on small
+ *                      matrices, else by a pre-gather kernel); SpQR with
  *                      β1 in {16, 32, 64, ...} (powers of two), q <= 4, β2 % 16 == 0, and GPTQ with
  *                      power-of-two groups >= 16, wbits 2..4 (cuda/mma_layout.h)
  *                      Through spqr_cuda_matmul it runs in calls of at most 16 activations.
@@ -37,8 +40,14 @@
  *                      accumulation), the statistics are applied in fp32 as the reference decoder
  *                      does; K split as v7; passes of up to 8 activations; SpQR with β1 = 16,
  *                      q <= 4, β2 % 16 == 0, wbits 2..4 (cuda/mma_layout.h, "group-sum variant")
- *   SPQR_CUDA_AUTO     n <= 4: FUSED when built (faster than MMA there on the H200); MMA when built
- *                      for 4 < n <= 16 (any n without the storage layout); else n <= 8: FUSED, else
+ *   SPQR_CUDA_ACT8     (v9) v5 with 8-bit activations, as the CPU's --act8: each block rounds the permuted
+ *                      x to int8 per group of 16 (spqr_act8_quantize's float operations), the group
+ *                      sums Σ code·xq are exact (four IDP4A per row and group, on code words laid out
+ *                      for it: cuda/act8_layout.h), then y += s·(dx·Σ − z·gq) in fp32; outliers with
+ *                      the fp32 x. Equals spqr_qtiles_gemv_act8_ref up to summation order. The matrices
+ *                      of FUSED; needs SPQR_CUDA_LAYOUT_ACT8. Never picked by AUTO (other numerics).
+ *   SPQR_CUDA_AUTO     n <= 2: FUSED when built (faster than MMA there on the H200); MMA when built
+ *                      for 2 < n <= 16 (any n without the storage layout); else n <= 8: FUSED, else
  *                      TILED, else GENERIC; n > 8: DEQUANT
  */
 #ifndef SPQR_CUDA_H
@@ -59,14 +68,15 @@ typedef enum spqr_cuda_algo {
     SPQR_CUDA_FUSED = 4,
     SPQR_CUDA_MMA = 5,
     SPQR_CUDA_GSUM = 6,
+    SPQR_CUDA_ACT8 = 7,
 } spqr_cuda_algo;
 
 /* Device layouts an upload builds (spqr_cuda_upload_ex). RAW: the file's blob (GENERIC, and what
  * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone;
- * MMA: MMA alone; GSUM: GSUM alone. */
+ * MMA: MMA alone; GSUM: GSUM alone; ACT8: FUSED and ACT8 (FUSED's arrays plus ACT8's code words). */
 enum {
     SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_GSUM = 16,
-    SPQR_CUDA_LAYOUT_ALL = 31
+    SPQR_CUDA_LAYOUT_ACT8 = 32, SPQR_CUDA_LAYOUT_ALL = 63
 };
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */
@@ -79,6 +89,9 @@ int spqr_cuda_device_count(void);
  * Allocates the cuBLAS handle; the workspace grows on demand. SPQR_E_UNSUPPORTED without a device. */
 spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr_error *err);
 void spqr_cuda_ctx_free(spqr_cuda_ctx *c);
+/* on = 1: spqr_cuda_matmul_f32 runs ACT8 (8-bit activations) for n = 1 (decode, as the CPU's act8)
+ * on uploads that have it; 0 (the default): exact fp32 activations. */
+void spqr_cuda_ctx_set_act8(spqr_cuda_ctx *c, int on);
 
 /* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. Builds every layout the
  * matrix supports (spqr_cuda_upload_ex with SPQR_CUDA_LAYOUT_ALL). */
@@ -102,8 +115,9 @@ uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo)
 spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
                              float *y_dev, spqr_error *err);
 
-/* Y = X Wᵀ with fp32 X (x_dev fp32 [n][cols], original column order), any n >= 1: FUSED (fp32 math)
- * for n <= 4 or without the MMA layout, else MMA (X rounded to fp16), else GENERIC (X rounded to fp16).
+/* Y = X Wᵀ with fp32 X (x_dev fp32 [n][cols], original column order), any n >= 1: ACT8 for n = 1
+ * when the context asks for it (spqr_cuda_ctx_set_act8) and the upload has it, else FUSED (fp32 math)
+ * for n <= 2 or without the MMA layout, else MMA (X rounded to fp16), else GENERIC (X rounded to fp16).
  * Asynchronous like spqr_cuda_matmul. */
 spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err);
 
@@ -136,7 +150,8 @@ spqr_status spqr_cuda_gemm_f16(spqr_cuda_ctx *c, const void *w16_dev, int rows, 
  *       overwrites its cache entries, so a new sequence just starts again at pos = 0.
  *   spqr_cuda_model_free(g).
  * Numerics: fp32 activations, fp32 accumulation. Quantized layers decode exactly as the reference
- * decoder (fp32), outliers as fp32 deltas; 16-bit/fp32 weights are held as fp16. Products with
+ * decoder (fp32), outliers as fp32 deltas (with opts.act8, one-token products round their
+ * activations to int8 per group of 16 first, as the CPU's --act8 does); 16-bit/fp32 weights are held as fp16. Products with
  * n > 8 on fp16 weights go through cuBLAS with activations rounded to fp16.
  * Not thread-safe: one host thread per spqr_cuda_model.
  */
@@ -147,6 +162,8 @@ typedef struct spqr_cuda_model_opts {
     int n_batch;  /* most tokens per forward call; 0: min(n_ctx, 512) */
     int dense16;  /* 1: quantized matrices dequantized on the host and held as fp16 (the fp16 baseline) */
     int no_graph; /* 1: decode without the CUDA graph (every kernel launched each call) */
+    int act8;     /* 1: quantized products of one token (decode) with 8-bit activations (SPQR_CUDA_ACT8,
+                   * as the CPU's --act8) where the matrix allows it */
 } spqr_cuda_model_opts;
 
 spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_model_opts *opts, spqr_cuda_model **out, spqr_error *err);

@@ -1,4 +1,6 @@
-/* spqr_cuda_fused.cu — the fused GEMV (v5, SPQR_CUDA_FUSED) on the fused layout (spqr_cuda_internal.cuh). */
+/* spqr_cuda_fused.cu — the fused GEMV (v5, SPQR_CUDA_FUSED) on the fused layout (spqr_cuda_internal.cuh),
+ * and its 8-bit-activation twin (v9, SPQR_CUDA_ACT8) on the same layout with act8_layout.h's code words. */
+#include "cuda/act8_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -15,7 +17,8 @@ struct fargs {
     const float *od;
     const void *x;
     float *y;
-    int rows, cols, nct, n, b0, qq_gs, row_blocks, xf32;
+    const uint4 *xprep; /* NULL: each block gathers x itself; else k_prep_x's image of the shared x arrays */
+    int rows, cols, nct, n, b0, qq_gs, row_blocks, xf32, prep_n; /* prep_n: uint4 of that image */
 };
 
 __device__ __forceinline__ uint32_t word_of(const uint4 *cw, int wi) {
@@ -49,15 +52,73 @@ __device__ __forceinline__ uint32_t stat_field(const uint32_t *sw, int i) {
     return (sw[i / 4] >> (8 * (i % 4))) & 255u;
 }
 
+/* Column j (stored order) of activation b, value t, into the x arrays (shared memory, or k_prep_x's
+ * global image of them): xs[j][B] and the group sum xg[j / 16][B], or with A8 xs, the int8 xq[b][j]
+ * and dxg[b][j / 16] = (dx, gq) as spqr_act8_quantize computes them. The 16 columns of a group lie in
+ * 16 aligned lanes of a full warp. */
+template <int B, bool A8>
+__device__ __forceinline__ void put_column(float t, int j, int b, int cpad, float *xs, float *xg, int8_t *xq, float2 *dxg) {
+    const int lane = threadIdx.x & 31;
+    xs[(size_t)j * B + b] = t;
+    if (A8) { /* spqr_act8_quantize over the 16 lanes of this group, in its float operations */
+        float mx = fabsf(t);
+#pragma unroll
+        for (int o = 8; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        const float inv = mx > 0 ? __fdiv_rn(127.0f, mx) : 0.0f;
+        int qv8 = (int)rintf(__fmul_rn(t, inv)), qs = qv8;
+        xq[(size_t)b * cpad + j] = (int8_t)qv8;
+#pragma unroll
+        for (int o = 8; o; o >>= 1) qs += __shfl_xor_sync(0xffffffffu, qs, o);
+        const float dx = __fdiv_rn(mx, 127.0f);
+        if ((lane & 15) == 0) dxg[(size_t)b * (cpad / 16) + (j >> 4)] = make_float2(dx, __fmul_rn(dx, (float)qs));
+    } else {
+#pragma unroll
+        for (int o = 8; o; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if ((lane & 15) == 0) xg[(size_t)(j >> 4) * B + b] = t;
+    }
+}
+
+/* The x arrays of one pass as an image of the kernel's shared memory (its first fused_smem − red
+ * bytes), written once per product instead of by every block: grid cpad / 256, 256 threads. Waits
+ * for the previous kernel (the producer of x) with programmatic dependent launch. */
+template <int B, bool A8>
+__global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+    const int cpad = a.nct * 256, j = blockIdx.x * 256 + threadIdx.x;
+    const int pj = j < a.cols ? (a.perm ? __ldg(a.perm + j) : j) : -1;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+    float *xg = img + (size_t)cpad * B;
+    int8_t *xq = (int8_t *)xg;
+    float2 *dxg = (float2 *)(xq + (size_t)cpad * B);
+    float v[B];
+#pragma unroll
+    for (int b = 0; b < B; b++) v[b] = (pj >= 0 && a.b0 + b < a.n) ? ldx(a, b, pj) : 0.f;
+#pragma unroll
+    for (int b = 0; b < B; b++) put_column<B, A8>(v[b], j, b, cpad, img, xg, xq, dxg);
+}
+
 /* y[b0 + b][r] for the block's 32 rows, b < B. Shared memory: xs [cpad][B] fp32, xg [cpad/16][B]
- * (group sums), red [warps][32][B]. HALF: a warp's work unit is half a column tile (128 columns,
- * 8 groups: packets 4h .. 4h + 3), so that twice as many warps share a row tile. */
-template <int W, bool Q3, int B, bool HALF>
+ * (group sums), red [32][warps + 1][B]; the x arrays are copied from a.xprep (k_prep_x) or gathered
+ * by the block. HALF: a warp's work unit is half a column tile (128 columns, 8 groups: packets
+ * 4h .. 4h + 3), so that twice as many warps share a row tile.
+ * A8 (v9; a.codes then holds act8_layout.h's words): x rounded to int8 per group of 16 as
+ * spqr_act8_quantize does (dx = max|x| / 127, xq = rint(x / dx), gq = dx · Σ xq), so that per
+ * (row, group) Σ c · xq is four exact IDP4A, and y += s · (dx · Σ − z · gq) as
+ * spqr_qtiles_gemv_act8_ref; outliers use the fp32 x. Shared memory then: xs, xq int8 [B][cpad],
+ * dxg float2 [B][cpad/16] (dx, gq), red. */
+template <int W, bool Q3, int B, bool HALF, bool A8>
 __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) k_fused(fargs a) {
     constexpr int NU = HALF ? W : 2 * W, NS = Q3 ? 3 : 4, GPU = HALF ? 8 : 16; /* uint4 and groups per work unit */
     extern __shared__ float4 smem4[];
     const int cpad = a.nct * 256;
     float *xs = (float *)smem4, *xg = xs + (size_t)cpad * B, *red = xg + (size_t)(cpad / 16) * B;
+    int8_t *xq = (int8_t *)xg;                          /* A8: [B][cpad] */
+    float2 *dxg = (float2 *)(xq + (size_t)cpad * B);    /* A8: [B][cpad / 16] */
+    if (A8) red = (float *)(dxg + (size_t)(cpad / 16) * B);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int rt = blockIdx.x, r = rt * 32 + lane;
     /* qq row block of this half-warp's rows (lanes 0-15 and 16-31 each lie in one β2 block) */
@@ -81,6 +142,8 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         qv = __ldg(a.qq + qrow + tile * 16 + (lane & 15));
     };
     if (un < nunits) load(un);
+    uint32_t ob = 0, oe = 0; /* this row's outlier segment (weights: loaded before the wait too) */
+    if (r < a.rows) { ob = __ldg(a.orp + r); oe = __ldg(a.orp + r + 1); }
     /* Programmatic dependent launch (sm_90): let the next kernel's blocks be scheduled now, and wait
      * for the previous kernel (which may write x) only after this block's first weight loads are
      * in flight. Both are no-ops when the launch did not ask for it. */
@@ -89,6 +152,16 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 
+    if (a.xprep) { /* the x arrays from k_prep_x: a copy */
+        uint4 t[2];
+        const int i0 = threadIdx.x, i1 = threadIdx.x + blockDim.x;
+        if (i0 < a.prep_n) t[0] = __ldg(a.xprep + i0);
+        if (i1 < a.prep_n) t[1] = __ldg(a.xprep + i1);
+#pragma unroll 4
+        for (int i = i1 + blockDim.x; i < a.prep_n; i += blockDim.x) ((uint4 *)smem4)[i] = __ldg(a.xprep + i);
+        if (i0 < a.prep_n) ((uint4 *)smem4)[i0] = t[0];
+        if (i1 < a.prep_n) ((uint4 *)smem4)[i1] = t[1];
+    } else {
     /* gather x (stored order) and the per-group sums; 16 consecutive j lie in 16 aligned lanes.
      * U columns per thread at a time: all their perm loads, then all their x loads, in flight. */
     constexpr int U = B == 4 ? 4 : 8;
@@ -109,17 +182,16 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
             const int j = j0 + u * blockDim.x;
             if (j >= cpad) break; /* warp-uniform: cpad and blockDim are multiples of 32 */
 #pragma unroll
-            for (int b = 0; b < B; b++) {
-                float t = v[u][b];
-                xs[(size_t)j * B + b] = t;
-                t += __shfl_xor_sync(0xffffffffu, t, 8);
-                t += __shfl_xor_sync(0xffffffffu, t, 4);
-                t += __shfl_xor_sync(0xffffffffu, t, 2);
-                t += __shfl_xor_sync(0xffffffffu, t, 1);
-                if ((lane & 15) == 0) xg[(size_t)(j >> 4) * B + b] = t;
-            }
+            for (int b = 0; b < B; b++) put_column<B, A8>(v[u][b], j, b, cpad, xs, xg, xq, dxg);
         }
     }
+    }
+    /* the first two outliers of this warp's share of the row, loaded while the block synchronizes */
+    const uint32_t k0 = ob + w;
+    uint32_t oc0 = 0, oc1 = 0;
+    float od0 = 0.f, od1 = 0.f;
+    if (k0 < oe) { oc0 = __ldg(a.ocol + k0); od0 = __ldg(a.od + k0); }
+    if (k0 + nw < oe) { oc1 = __ldg(a.ocol + k0 + nw); od1 = __ldg(a.od + k0 + nw); }
     __syncthreads();
 
     float acc[B];
@@ -133,6 +205,10 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         const float q_nzz = -q_zs * __half2float(__ushort_as_half((unsigned short)(qv.y >> 16)));
         const float4 *x4 = (const float4 *)(xs + ((size_t)ct * 256 + 16 * g0) * B);
         const float *xgt = xg + ((size_t)ct * 16 + g0) * B;
+        uint32_t uw[A8 ? 4 * NU : 1]; /* A8: the unit's words (registers once unrolled) */
+        if (A8)
+#pragma unroll
+            for (int k = 0; k < 4 * NU; k++) uw[k] = word_of(cw, k);
 #pragma unroll
         for (int i = 0; i < GPU; i++) { /* group g0 + i of the tile = packet i/2 of cw, pairs 8*(i&1) .. +7 */
             const int src = (lane & 16) | (g0 + i);
@@ -141,6 +217,20 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
             const uint32_t f = HALF ? (hh ? stat_field<Q3>(sw, i + 8) : stat_field<Q3>(sw, i)) : stat_field<Q3>(sw, i);
             const uint32_t sc = Q3 ? f & 7u : f & 15u, zc = Q3 ? f >> 3 : f >> 4;
             const float s = fmaf((float)sc, ss, nsz), z = fmaf((float)zc, zs, nzz);
+            if (A8) {
+                const uint32_t *gw = uw + (i >> 3) * 4 * W; /* whole tiles: groups 8-15 are the second unit's words */
+#pragma unroll
+                for (int b = 0; b < B; b++) {
+                    const int4 xw = *(const int4 *)(xq + (size_t)b * cpad + (size_t)ct * 256 + 16 * (g0 + i));
+                    int is = __dp4a((int)spqr_a8_quad(gw, W, i & 7, 0), xw.x, 0);
+                    is = __dp4a((int)spqr_a8_quad(gw, W, i & 7, 1), xw.y, is);
+                    is = __dp4a((int)spqr_a8_quad(gw, W, i & 7, 2), xw.z, is);
+                    is = __dp4a((int)spqr_a8_quad(gw, W, i & 7, 3), xw.w, is);
+                    const float2 dg = dxg[(size_t)b * (cpad / 16) + (size_t)ct * 16 + g0 + i];
+                    acc[b] = fmaf(s, fmaf(-z, dg.y, (float)is * dg.x), acc[b]);
+                }
+                continue;
+            }
             const float kz = z + 1024.f; /* the codes below are 1024 + c */
             float A[B];
 #pragma unroll
@@ -172,39 +262,44 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         un += nw;
         if (un < nunits) load(un);
     }
-    /* outliers of this lane's row: warp w takes every nw-th */
-    if (r < a.rows) {
-        const uint32_t e = __ldg(a.orp + r + 1);
-        for (uint32_t kk = __ldg(a.orp + r) + w; kk < e; kk += nw) {
-            const uint32_t c = __ldg(a.ocol + kk);
-            const float d = __ldg(a.od + kk);
+    /* outliers of this lane's row: warp w takes every nw-th (the first two prefetched; od = 0 past the end) */
 #pragma unroll
-            for (int b = 0; b < B; b++) acc[b] = fmaf(d, xs[(size_t)c * B + b], acc[b]);
-        }
+    for (int b = 0; b < B; b++) acc[b] = fmaf(od1, xs[(size_t)oc1 * B + b], fmaf(od0, xs[(size_t)oc0 * B + b], acc[b]));
+    for (uint32_t kk = k0 + 2 * nw; kk < oe; kk += nw) {
+        const uint32_t c = __ldg(a.ocol + kk);
+        const float d = __ldg(a.od + kk);
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[b] = fmaf(d, xs[(size_t)c * B + b], acc[b]);
     }
+    /* block reduction: red[row lane][warp] (rows padded to nw + 1: conflict-free both ways), then warp w
+     * sums rows w, w + nw, ... across its lanes (lane k: warp k's partial) */
 #pragma unroll
-    for (int b = 0; b < B; b++) red[((size_t)w * 32 + lane) * B + b] = acc[b];
+    for (int b = 0; b < B; b++) red[((size_t)lane * (nw + 1) + w) * B + b] = acc[b];
     __syncthreads();
-    if (w == 0 && r < a.rows) {
+    for (int q = w; q < 32; q += nw) {
+        const int rr = rt * 32 + q;
 #pragma unroll
         for (int b = 0; b < B; b++) {
-            float v = 0.f;
-            for (int k = 0; k < nw; k++) v += red[((size_t)k * 32 + lane) * B + b];
-            if (a.b0 + b < a.n) a.y[(size_t)(a.b0 + b) * a.rows + r] = v;
+            float v = lane < nw ? red[((size_t)q * (nw + 1) + lane) * B + b] : 0.f;
+#pragma unroll
+            for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0 && rr < a.rows && a.b0 + b < a.n) a.y[(size_t)(a.b0 + b) * a.rows + rr] = v;
         }
     }
 }
 
-static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw) {
+/* Shared memory of a block: the x arrays (k_prep_x's image: fused_img bytes), then red [32][nw + 1][B]. */
+static size_t fused_img(const spqr_cuda_qmatrix *m, int B, bool a8) {
     const size_t cpad = (size_t)m->nct * 256;
-    return (cpad * B + cpad / 16 * B + (size_t)nw * 32 * B) * sizeof(float);
+    return a8 ? cpad * B * 4 + cpad * B + cpad / 16 * B * 8 : (cpad * B + cpad / 16 * B) * sizeof(float);
 }
+static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw, bool a8) { return fused_img(m, B, a8) + (size_t)32 * (nw + 1) * B * 4; }
 
-template <int W, bool Q3, int B, bool HALF>
+template <int W, bool Q3, int B, bool HALF, bool A8>
 static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStream_t st, int pdl) {
     static int attr_set = 0;
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF, A8>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
         if (e != cudaSuccess) return e;
         attr_set = 1;
     }
@@ -218,33 +313,40 @@ static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStrea
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k_fused<W, Q3, B, HALF>, a);
+    return cudaLaunchKernelEx(&cfg, k_fused<W, Q3, B, HALF, A8>, a);
 }
 
-template <int W, bool Q3, bool HALF>
+/* v5: B = 1, 2, 4 on half or whole tiles; v9 (A8): half tiles for B <= 2, whole tiles for B = 4 (v5's
+ * default shapes; fewer template instances) */
+template <int W, bool Q3, bool HALF, bool A8>
 static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
-    return B == 1 ? launch_fused_b<W, Q3, 1, HALF>(a, nw, smem, st, pdl) : B == 2 ? launch_fused_b<W, Q3, 2, HALF>(a, nw, smem, st, pdl)
-                                                                                  : launch_fused_b<W, Q3, 4, HALF>(a, nw, smem, st, pdl);
+    if (A8) {
+        if (HALF) return B == 1 ? launch_fused_b<W, Q3, 1, true, true>(a, nw, smem, st, pdl) : launch_fused_b<W, Q3, 2, true, true>(a, nw, smem, st, pdl);
+        return launch_fused_b<W, Q3, 4, false, true>(a, nw, smem, st, pdl);
+    }
+    return B == 1 ? launch_fused_b<W, Q3, 1, HALF, false>(a, nw, smem, st, pdl) : B == 2 ? launch_fused_b<W, Q3, 2, HALF, false>(a, nw, smem, st, pdl)
+                                                                                         : launch_fused_b<W, Q3, 4, HALF, false>(a, nw, smem, st, pdl);
 }
 
-template <bool HALF>
+template <bool HALF, bool A8>
 static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
     switch (m->wbits * 2 + m->f_q3) {
-    case 2 * 2 + 1: return launch_fused_q<2, true, HALF>(a, B, nw, smem, st, pdl);
-    case 2 * 2: return launch_fused_q<2, false, HALF>(a, B, nw, smem, st, pdl);
-    case 3 * 2 + 1: return launch_fused_q<3, true, HALF>(a, B, nw, smem, st, pdl);
-    case 3 * 2: return launch_fused_q<3, false, HALF>(a, B, nw, smem, st, pdl);
-    case 4 * 2 + 1: return launch_fused_q<4, true, HALF>(a, B, nw, smem, st, pdl);
-    default: return launch_fused_q<4, false, HALF>(a, B, nw, smem, st, pdl);
+    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, st, pdl);
+    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, st, pdl);
+    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, st, pdl);
+    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, st, pdl);
+    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, st, pdl);
+    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, st, pdl);
     }
 }
 
 /* Warps per block and work-unit size for a matrix and pass width B: the whole-tile kernel with
  * min(16, tiles) warps (c->fused_mode 1), or half tiles (mode 2) with the most warps, 32 down to 4,
  * that keeps every block resident in one wave on `sms` multiprocessors (64 registers: 32 warps per
- * SM) and gives every warp at least one half tile. Mode 0 (default): half tiles for B <= 2, whole
- * tiles for B = 4 (lab run 9: half tiles 6-23% faster at n = 1, up to 20% slower at n = 4). */
-static void fused_shape(const spqr_cuda_qmatrix *m, int mode, int B, int sms, int *nw, int *half) {
+ * SM) and gives every warp at least one half tile (force_nw > 0: that width, a lab knob; run 17 found
+ * the default best). Mode 0 (default): half tiles for B <= 2, whole tiles for B = 4 (lab run 9: half
+ * tiles 6-23% faster at n = 1, up to 20% slower at n = 4). */
+static void fused_shape(const spqr_cuda_qmatrix *m, int mode, int B, int sms, int force_nw, int *nw, int *half) {
     if (mode == 1 || (mode == 0 && B > 2)) {
         *half = 0;
         *nw = m->nct < 16 ? (int)m->nct : 16;
@@ -253,28 +355,58 @@ static void fused_shape(const spqr_cuda_qmatrix *m, int mode, int B, int sms, in
     *half = 1;
     int w = 32;
     while (w > 4 && ((uint64_t)m->nrt * w > (uint64_t)sms * 32 || w > 2 * (int)m->nct)) w /= 2;
-    *nw = w;
+    *nw = force_nw > 0 && force_nw <= 32 && force_nw <= 2 * (int)m->nct ? force_nw : w;
 }
 
-/* x: fp16 or fp32 (xf32) [n][cols]. Passes of up to 4 activations (fewer when shared memory is short). */
-spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
-    const int sms = c->sms > 0 ? c->sms : 132;
+static cudaError_t launch_prep(const fargs &a, int B, bool a8, float *img, cudaStream_t st, int pdl) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)a.nct);
+    cfg.blockDim = dim3(256);
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    if (a8) return B == 1 ? cudaLaunchKernelEx(&cfg, k_prep_x<1, true>, a, img) : B == 2 ? cudaLaunchKernelEx(&cfg, k_prep_x<2, true>, a, img)
+                                                                                 : cudaLaunchKernelEx(&cfg, k_prep_x<4, true>, a, img);
+    return B == 1 ? cudaLaunchKernelEx(&cfg, k_prep_x<1, false>, a, img) : B == 2 ? cudaLaunchKernelEx(&cfg, k_prep_x<2, false>, a, img)
+                                                                          : cudaLaunchKernelEx(&cfg, k_prep_x<4, false>, a, img);
+}
+
+/* x: fp16 or fp32 (xf32) [n][cols]. Passes of up to 4 activations (fewer when shared memory is short).
+ * a8: v9 on the act8 code words (m->a8codes), in v5's default shapes. prep: the x arrays of each
+ * pass by one k_prep_x launch into the workspace, copied by every block (else gathered by each). */
+spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, int a8, spqr_error *err) {
+    const int sms = c->sms > 0 ? c->sms : 132, mode = a8 ? 0 : c->fused_mode;
     int nw, half, Bmax = 4;
-    auto shape = [&](int B) { fused_shape(m, c->fused_mode, B, sms, &nw, &half); return fused_smem(m, B, nw); };
+    auto shape = [&](int B) { fused_shape(m, mode, B, sms, c->fused_nw, &nw, &half); return fused_smem(m, B, nw, a8 != 0); };
     while (Bmax > 1 && shape(Bmax) > 227 * 1024) Bmax /= 2;
     if (shape(Bmax) > 227 * 1024) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: %u columns exceed the fused kernel's shared memory", m->cols);
+    /* x prepared once per product (k_prep_x) where the blocks' own gathers would add up to more: by
+     * default (xprep < 0) when row tiles x columns >= 2^18 (the 7B shapes; not evalmodel's layers) */
+    const int prep = c->xprep < 0 ? (uint64_t)m->nrt * m->cols >= (1u << 18) : c->xprep;
+    if (prep) {
+        spqr_status st = spqr_cuda_ws_reserve(c, fused_img(m, Bmax, a8 != 0), err);
+        if (st) return st;
+    }
     for (int b0 = 0; b0 < n; b0 += Bmax) {
         const int nb = n - b0 < Bmax ? n - b0 : Bmax, B = nb > 2 ? 4 : nb;
-        fargs a = {m->fcodes, m->fstat, m->fqq, m->fperm, m->forp, m->focol, m->fodelta, x, y,
-                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32};
+        fargs a = {a8 ? m->a8codes : m->fcodes, m->fstat, m->fqq, m->fperm, m->forp, m->focol, m->fodelta, x, y, NULL,
+                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32, 0};
         const size_t smem = shape(B); /* sets nw, half for this pass width */
         /* PDL only when a block fills its SM (32 warps): the next kernel's blocks then start as this
          * one's finish; with co-resident blocks it was measured slower, whether the next kernel was let
          * in at the start or after the tile loop (bench/cuda/README.md, runs 10-11) */
         const int pdl = c->pdl && nw == 32;
-        cudaError_t e = half ? launch_fused_h<true>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false>(m, a, B, nw, smem, c->stream, pdl);
+        if (prep) {
+            a.xprep = (const uint4 *)c->ws;
+            a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
+            CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
+        }
+        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false, true>(m, a, B, nw, smem, c->stream, pdl))
+                           : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c->stream, pdl);
         CK(e, "fused kernel");
     }
     return SPQR_OK;
 }
-

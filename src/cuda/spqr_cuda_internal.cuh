@@ -37,6 +37,8 @@
  * A block (up to 32 warps) takes one row tile; warp w takes work units w, w + warps, ... (column
  * tiles, or half tiles of 8 groups); the block first gathers x (act-order permutation, fp32) and the
  * per-group sums of x into shared memory.
+ *   a8codes uint4, as fcodes, with each lane's words in act8_layout.h's order (v9, SPQR_CUDA_ACT8:
+ *           the same statistics, qq, perm and outliers; x rounded to int8 per group in the kernel)
  */
 #ifndef SPQR_CUDA_INTERNAL_CUH
 #define SPQR_CUDA_INTERNAL_CUH
@@ -60,8 +62,14 @@ struct spqr_cuda_ctx {
     cudaStream_t stream;
     int tiled_rpw;   /* rows per warp of the tiled kernels, 0: default (a tuning knob for the lab) */
     int fused_mode;  /* v5's work unit: 0 default (half tiles), 1 whole tiles, 2 half tiles (a lab knob) */
+    int fused_nw;    /* v5/v9 on half tiles: warps per block, 0 = the default width (a lab knob) */
+    int mma_pregather; /* v7/v8: x pre-gathered by a kernel: 1 always, 0 only for passes > 8 or too wide for
+                        * shared memory, -1 (default) also where the blocks' gathers add up (spqr_cuda_mma.cu) */
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
+    int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
+                      * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused) */
+    int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
@@ -94,6 +102,7 @@ struct spqr_cuda_qmatrix {
     uint32_t *forp;
     uint16_t *focol;
     float *fodelta;
+    uint4 *a8codes;     /* v9's code words (act8_layout.h), laid out as fcodes; NULL: not built */
     spqr_cuda_mma *mma; /* the MMA (v7) layout, or NULL */
     spqr_cuda_mma *gsum; /* the group-sum (v8) layout, or NULL */
     int has_raw;        /* the storage-layout blob was uploaded */
@@ -158,8 +167,9 @@ spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err
 cudaError_t spqr_cuda_gather_x16(const void *x, int xf32, int b0, int nb, uint32_t cols, const int32_t *perm, int ld, __half *xo,
                                  cudaStream_t st);
 
-/* The fused kernel (spqr_cuda_fused.cu): Y = X Wᵀ, X fp16 or fp32 (xf32), passes of up to 4. */
-spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err);
+/* The fused kernel (spqr_cuda_fused.cu): Y = X Wᵀ, X fp16 or fp32 (xf32), passes of up to 4; a8: v9
+ * (8-bit activations, m->a8codes). */
+spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, int a8, spqr_error *err);
 
 /* v7, the tensor-core kernel (spqr_cuda_mma.cu). The counters make one matrix unsafe to run on two
  * streams at once. */

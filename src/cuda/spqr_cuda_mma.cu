@@ -5,7 +5,8 @@
  * Grid (nrt, S), 128 threads. Block (rt, ks): rows 32 rt .. +31, column units [ks·ups, +ups).
  *   1. each warp issues the loads of its first unit (codes, fields, qq), then the block fills
  *      xs[b][j] (fp16, this pass's nb ≤ 64 activations, stored column order): gathered through the
- *      act-order permutation from x (nb ≤ 8) or copied from a pre-gathered fp16 buffer (nb > 8);
+ *      act-order permutation from x (nb ≤ 8, small matrices) or copied from a pre-gathered fp16
+ *      buffer (nb > 8, or rows/32 · cols ≥ 2^18);
  *   2. warp w walks units w, w + 4, ... (the next unit's loads in flight during the current one):
  *      per field (chunk, m-tile, row) the reference decoder's s and z, turned into fp16 (k1, hs, hk);
  *      per k-step: B fragments (LDS.64 per n-tile), four A registers per m-tile (one LOP3/shift,
@@ -631,10 +632,13 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     const int PASS = d->gsum ? 8 : 64; /* activations per pass */
     const int nbmax = n < PASS ? n : PASS, ldg = (int)d->nku * 128, rpad = (int)d->nrt * 32;
     /* units per sub-slice: all of the slice if its activations fit, else a multiple of 4; the x gather
-     * runs in the kernel (from x, through perm) for passes of <= 8 that fit, else a pre-gather kernel
-     * writes xg (fp16, stored order) and blocks copy from it */
+     * runs in the kernel (from x, through perm) for passes of <= 8 that fit on small matrices, else a
+     * pre-gather kernel writes xg (fp16, stored order) and blocks copy from it */
     const int su_max = (MMA_XS_MAX / (2 * nbmax) - 4) / 128;
-    const int pregather = nbmax > 8 || su_max < (int)d->ups;
+    /* run 18: pre-gathering by a kernel is faster at every n on the 7B shapes (n = 8: 26 -> 19 us at 4096^2,
+     * 62 -> 35 at 11008 x 4096); by default (mma_pregather < 0) where the blocks' gathers add up, as v5 */
+    const int want_pg = c->mma_pregather < 0 ? (uint64_t)d->nrt * d->cols >= (1u << 18) : c->mma_pregather;
+    const int pregather = nbmax > 8 || su_max < (int)d->ups || want_pg;
     const size_t xg_bytes = pregather ? ((size_t)nbmax * ldg * 2 + 255) / 256 * 256 : 0;
     const size_t part_bytes = d->S > 1 ? (size_t)d->S * nbmax * rpad * 4 : 0;
     spqr_status st = spqr_cuda_ws_reserve(c, xg_bytes + part_bytes + 16, err);
@@ -648,7 +652,7 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
         int su = (int)d->ups;
         const int fit = (MMA_XS_MAX / (2 * nb) - 4) / 128;
         if (su > fit) su = fit >= 4 ? fit / 4 * 4 : fit < 1 ? 1 : fit;
-        const int pg = nb > 8 || su < (int)d->ups;
+        const int pg = nb > 8 || su < (int)d->ups || want_pg;
         const int rs = su * 128 + 4; /* rows of xs 8 bytes past a 128-byte multiple: conflict-free B loads */
         size_t smem = (size_t)nb * rs * 2;
         if (d->gsum) smem = (smem + 15) / 16 * 16 + (size_t)nb * su * 8 * 4; /* + the group sums of x */

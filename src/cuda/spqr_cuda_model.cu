@@ -5,8 +5,9 @@
  *   or interleaved, the CPU's cos/sin tables); k, v into the device KV cache [layer][kv head][pos][hd];
  *   per (head, token): causal softmax(q Kᵀ / sqrt(hd)) V (GQA, sliding window); x += att Woᵀ (+bo);
  *   h = rmsnorm(x) w_ffn; x += (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ; logits = rmsnorm(x) w_final Woutᵀ.
- * Linear layers: quantized matrices (spqr_cuda_matmul_f32) run the fused kernel (v5, fp32) for up to
- * 4 tokens and the tensor-core kernel (v7, activations rounded to fp16, fp32 accumulation) for more,
+ * Linear layers: quantized matrices (spqr_cuda_matmul_f32) run the fused kernel (v5, fp32; v9 with
+ * 8-bit activations for one token when opts.act8) for up to 2 tokens and the tensor-core kernel (v7,
+ * activations rounded to fp16, fp32 accumulation) for more,
  * each where the matrix's layout allows it, else the generic one; 16-bit and fp32 matrices are held as fp16 and run a
  * GEMV (fp32 activations, n <= 8) or cuBLAS GemmEx (activations rounded to fp16, fp32 accumulation).
  * With dense16, quantized matrices are dequantized on the host and held as fp16 too (the baseline).
@@ -274,13 +275,13 @@ static spqr_status upload_f16(const uint16_t *h, size_t n, __half **d, spqr_erro
 }
 
 /* A linear layer as fp16 (w fp32 / 16-bit / dequantized) or quantized. */
-static spqr_status lin_upload(const spqr_linear *s, int dense16, glin *L, spqr_error *err) {
+static spqr_status lin_upload(const spqr_linear *s, int dense16, int act8, glin *L, spqr_error *err) {
     memset(L, 0, sizeof *L);
     L->rows = s->rows;
     L->cols = s->cols;
     const size_t n = (size_t)s->rows * s->cols;
     if (s->q && !dense16) {
-        spqr_status st = spqr_cuda_upload_ex(s->q, SPQR_CUDA_LAYOUT_FUSED | SPQR_CUDA_LAYOUT_MMA, &L->q, err);
+        spqr_status st = spqr_cuda_upload_ex(s->q, SPQR_CUDA_LAYOUT_FUSED | SPQR_CUDA_LAYOUT_MMA | (act8 ? SPQR_CUDA_LAYOUT_ACT8 : 0), &L->q, err);
         if (st) return st;
         L->bytes = spqr_cuda_weight_bytes(L->q, L->q->fused ? SPQR_CUDA_FUSED : L->q->mma ? SPQR_CUDA_MMA : SPQR_CUDA_GENERIC);
         return SPQR_OK;
@@ -374,6 +375,7 @@ extern "C" spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_
     {
         TRYC(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking), "stream");
         TRY(spqr_cuda_ctx_new(g->st, &g->ctx, err));
+        spqr_cuda_ctx_set_act8(g->ctx, o.act8);
         const int dim = cfg->dim, hd = cfg->head_dim, qd = cfg->n_heads * hd, kvd = cfg->n_kv_heads * hd, hid = cfg->hidden_dim, V = cfg->vocab_size;
         const size_t B = (size_t)o.n_batch;
         /* embedding rows as fp32, decoded on the host exactly as the CPU does */
@@ -405,16 +407,16 @@ extern "C" spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_
             TRY(upload_f32(s->bk, kvd, &L->bk, err));
             TRY(upload_f32(s->bv, kvd, &L->bv, err));
             TRY(upload_f32(s->bo, dim, &L->bo, err));
-            TRY(lin_upload(&s->wq, o.dense16, &L->wq, err));
-            TRY(lin_upload(&s->wk, o.dense16, &L->wk, err));
-            TRY(lin_upload(&s->wv, o.dense16, &L->wv, err));
-            TRY(lin_upload(&s->wo, o.dense16, &L->wo, err));
-            TRY(lin_upload(&s->w_gate, o.dense16, &L->gate, err));
-            TRY(lin_upload(&s->w_up, o.dense16, &L->up, err));
-            TRY(lin_upload(&s->w_down, o.dense16, &L->down, err));
+            TRY(lin_upload(&s->wq, o.dense16, o.act8, &L->wq, err));
+            TRY(lin_upload(&s->wk, o.dense16, o.act8, &L->wk, err));
+            TRY(lin_upload(&s->wv, o.dense16, o.act8, &L->wv, err));
+            TRY(lin_upload(&s->wo, o.dense16, o.act8, &L->wo, err));
+            TRY(lin_upload(&s->w_gate, o.dense16, o.act8, &L->gate, err));
+            TRY(lin_upload(&s->w_up, o.dense16, o.act8, &L->up, err));
+            TRY(lin_upload(&s->w_down, o.dense16, o.act8, &L->down, err));
             g->weight_bytes += L->wq.bytes + L->wk.bytes + L->wv.bytes + L->wo.bytes + L->gate.bytes + L->up.bytes + L->down.bytes;
         }
-        TRY(lin_upload(&m->output, o.dense16, &g->out, err));
+        TRY(lin_upload(&m->output, o.dense16, o.act8, &g->out, err));
         g->weight_bytes += g->out.bytes;
         /* RoPE tables */
         {

@@ -11,9 +11,16 @@
  *            (the K-slice counters must have been reset), and with fp32 x through spqr_cuda_matmul_f32
  *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
  *   fused:   v5 as dispatched (half tiles for n <= 2, programmatic dependent launch where a block
- *            fills its SM), on whole tiles ("fused-whole") and without PDL ("fused-nopdl"), 2e-4.
+ *            fills its SM), on whole tiles ("fused-whole"), without PDL ("fused-nopdl") and with x
+ *            prepared once per product by k_prep_x ("fused-prep"), 2e-4.
  *   gsum:    v8 (exact codes times fp16 x on the tensor cores, fp32 statistics; the reference uses the
  *            same fp16 x) 3e-4 (the fp16 outlier deltas), each n twice (the counters).
+ *   act8:    v9 (8-bit activations) against the CPU's 8-bit-activation product (spqr_act8_quantize +
+ *            spqr_qtiles_gemv_act8_ref on the same permuted x): equal up to summation order, 1e-5, at
+ *            every n, fp16 x through spqr_cuda_matmul and fp32 x through spqr_cuda_matmul_f32 with
+ *            spqr_cuda_ctx_set_act8 (n = 1; n = 2, 3, 5 must keep exact activations: 2e-4 against
+ *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep); and
+ *            against W·x within 2e-2 (it is that product, with rounded activations).
  *   v6:      the split-K kernel (spqr_cuda_v6.cu) on the fused layout, 1, 4 and 8 warps per block, at every n
  *            above (fp16 x) and n in {1, 3, 5} (fp32 x), called twice per n (its chunk counters must reset),
  *            tolerance 2e-4 as FUSED.
@@ -31,6 +38,7 @@
 #include "cuda/spqr_cuda.h"
 #include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
+#include "kernels/qtiles.h"
 #include "synth.h"
 }
 
@@ -111,18 +119,21 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     std::vector<float> yh((size_t)NMAX * rows);
     const spqr_cuda_algo FUSED_WHOLE = (spqr_cuda_algo)104; /* test-local: FUSED with ctx->fused_mode = 1 */
     const spqr_cuda_algo FUSED_NOPDL = (spqr_cuda_algo)105; /* test-local: FUSED with ctx->pdl = 0 */
+    const spqr_cuda_algo FUSED_PREP = (spqr_cuda_algo)106;  /* test-local: FUSED with ctx->xprep = 1 */
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
-        {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {SPQR_CUDA_MMA, "mma", 1e-3},
+        {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {FUSED_PREP, "fused-prep", 2e-4},
+        {SPQR_CUDA_MMA, "mma", 1e-3},
         {SPQR_CUDA_GSUM, "gsum", 3e-4}};
     const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED), mma = spqr_cuda_supports(m, SPQR_CUDA_MMA), gsum = spqr_cuda_supports(m, SPQR_CUDA_GSUM);
     printf("  layouts: fused %d, mma %d, gsum %d\n", fused, mma, gsum);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
-        if ((al.a == SPQR_CUDA_FUSED || al.a == FUSED_WHOLE || al.a == FUSED_NOPDL) && !fused) continue;
+        if ((al.a == SPQR_CUDA_FUSED || al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP) && !fused) continue;
         ctx->fused_mode = al.a == FUSED_WHOLE ? 1 : 0; /* v5 on whole column tiles instead of half tiles */
         ctx->pdl = al.a != FUSED_NOPDL;                /* programmatic dependent launch (the default) or not */
-        const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL ? SPQR_CUDA_FUSED : al.a;
+        ctx->xprep = al.a == FUSED_PREP ? 1 : -1;      /* x prepared once per product by k_prep_x, or as dispatched */
+        const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP ? SPQR_CUDA_FUSED : al.a;
         if (al.a == SPQR_CUDA_MMA && !mma) continue;
         if (al.a == SPQR_CUDA_GSUM && !gsum) continue;
         double worst = 0;
@@ -145,6 +156,81 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     }
     ctx->fused_mode = 0;
     ctx->pdl = 1;
+    ctx->xprep = -1;
+    /* v9: 8-bit activations, against the CPU's act8 product of the same x (fp16 x, then fp32 x) */
+    if (spqr_cuda_supports(m, SPQR_CUDA_ACT8)) {
+        spqr_qtiles *qt = spqr_qtiles_build(&sm.view);
+        std::vector<float> xf((size_t)NMAX * cols);
+        uint64_t rng8 = seed * 17 + 9;
+        for (auto &v : xf) v = (float)(2 * synth_uniform(&rng8) - 1) * (synth_uniform(&rng8) < 0.02 ? 20.f : 1.f); /* a few large ones */
+        float *xfd;
+        CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
+        CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+        std::vector<float> xs(cols), dx(cols / 16 + 1), gq(cols / 16 + 1), ya((size_t)NMAX * rows);
+        std::vector<int8_t> xq(cols);
+        double worst[2] = {0, 0}, worst_exact = 0;
+        for (int mode = 0; mode < 3 && qt; mode++) { /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2: fp32 x as dispatched */
+            const int f32 = mode == 2;
+            ctx->xprep = mode == 0 ? 0 : mode == 1 ? 1 : -1;
+            for (int b = 0; b < NMAX; b++) {
+                for (uint32_t j = 0; j < cols; j++) {
+                    const size_t src = (size_t)b * cols + (sm.view.perm ? sm.view.perm[j] : (int32_t)j);
+                    xs[j] = f32 ? xf[src] : __half2float(xh[src]);
+                }
+                spqr_act8_quantize(xs.data(), cols, 16, xq.data(), dx.data(), gq.data());
+                spqr_qtiles_gemv_act8_ref(qt, 0, rows, xq.data(), dx.data(), gq.data(), xs.data(), ya.data() + (size_t)b * rows);
+            }
+            spqr_cuda_ctx_set_act8(ctx, 1);
+            for (int n : ns) {
+                if (f32 && n > 5) break;
+                CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+                spqr_status st = f32 ? spqr_cuda_matmul_f32(ctx, m, xfd, n, yd, &er) : spqr_cuda_matmul(ctx, m, SPQR_CUDA_ACT8, xd, n, yd, &er);
+                if (st) { printf("FAIL %s act8 n=%d: %s\n", name, n, er.msg); n_fail++; continue; }
+                CUDA_OK(cudaDeviceSynchronize());
+                CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+                double num = 0, den = 0, numx = 0, denx = 0;
+                for (size_t i = 0; i < (size_t)n * rows; i++) {
+                    const double d = yh[i] - (double)ya[i];
+                    num += d * d; den += (double)ya[i] * ya[i];
+                    if (!f32) { const double dx2 = yh[i] - ref[i]; numx += dx2 * dx2; denx += ref[i] * ref[i]; }
+                }
+                double e = sqrt(num / (den > 0 ? den : 1)), ex = sqrt(numx / (denx > 0 ? denx : 1));
+                if (!isfinite(e)) e = INFINITY;
+                if (!isfinite(ex)) ex = INFINITY;
+                char what[64];
+                if (f32 && n > 1) { /* past one token the f32 path must not round the activations: the exact fused kernel */
+                    double nr = 0, dr = 0;
+                    for (int b = 0; b < n; b++)
+                        for (uint32_t r = 0; r < rows; r++) {
+                            double rr = 0;
+                            for (uint32_t j = 0; j < cols; j++) rr += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
+                            const double d = yh[(size_t)b * rows + r] - rr;
+                            nr += d * d; dr += rr * rr;
+                        }
+                    const double en = sqrt(nr / (dr > 0 ? dr : 1));
+                    const double tn = n > 2 && spqr_cuda_supports(m, SPQR_CUDA_MMA) ? 2e-3 : 2e-4; /* MMA above 2: x rounded to fp16 */
+                    snprintf(what, sizeof what, "act8 ctx f32 n=%d (exact activations) rel err", n);
+                    report(en <= tn, name, what, en, tn);
+                    continue;
+                }
+                snprintf(what, sizeof what, "act8 %s n=%d rel err vs CPU act8", f32 ? "f32" : mode ? "f16 prep" : "f16", n);
+                report(e <= 1e-5, name, what, e, 1e-5);
+                worst[f32] = fmax(worst[f32], e);
+                if (!f32) {
+                    snprintf(what, sizeof what, "act8 n=%d rel err vs W.x", n);
+                    report(ex <= 2e-2, name, what, ex, 2e-2);
+                    worst_exact = fmax(worst_exact, ex);
+                }
+            }
+            spqr_cuda_ctx_set_act8(ctx, 0);
+            ctx->xprep = -1;
+        }
+        if (!qt) { printf("FAIL %s: qtiles_build\n", name); n_fail++; }
+        printf("  act8     max rel err vs the CPU act8 product %.2e (f16 x) %.2e (f32 x) (tol 1e-5), vs W.x %.2e (tol 2e-2)\n", worst[0], worst[1],
+               worst_exact);
+        spqr_qtiles_free(qt);
+        cudaFree(xfd);
+    }
     /* v6 split-K on the fused layout: fp16 x at every n (twice: the counters must have been reset), fp32 x at n = 1, 3, 5 */
     if (spqr_cuda_v6_supported(m)) {
         std::vector<float> xf((size_t)8 * cols);

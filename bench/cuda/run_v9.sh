@@ -1,0 +1,77 @@
+#!/bin/sh
+# run_v9.sh — the v9 (8-bit activations) device call: GPU tests, the lab restricted to cuBLAS / v5 / v9 /
+# the floors / v7 (--v9), the GPU model against the CPU on the evalmodel .spqr files carried along
+# (MODEL_SPECS; NO_MODEL=1 skips it; NO_TEST, NO_LAB, NO_NCU skip theirs), the SASS opcode histograms of v5 and v9 (W = 3, q = 3, n = 1,
+# half tiles) and Nsight Compute on both (4096 x 4096, n = 1).
+# Built here and carried xz-compressed in build/dev/v9 (the device tool carries 64 MiB), as run_v8.sh
+# says with v8 -> v9:
+#   make -j2 BUILD=build/gpu CUDA_ARCH="-gencode arch=compute_90,code=sm_90" CUDA_HOST_LIBS="<static LAPACKE, OpenBLAS,
+#        gfortran, quadmath, nettle, zlib> -lpthread" build/gpu/cuda/spqr-cuda-{test,lab,model-test}
+#   for b in spqr-cuda-test spqr-cuda-lab spqr-cuda-model-test; do strip -o /tmp/$b build/gpu/cuda/$b; xz -6 -c /tmp/$b > build/dev/v9/$b.xz; done
+# then (device tool, carry build/dev/v9): OUT=$OUT sh bench/cuda/run_v9.sh
+# Writes under $OUT: v9.log (summary), test.log, lab.log, lab.csv, model.log, sass-v5.txt, sass-v9.txt, ncu-v5.txt, ncu-v9.txt.
+set -u
+OUT=${OUT:-build/cuda/out}
+D=build/dev/v9
+B=/tmp/v9
+mkdir -p "$OUT" "$B"
+L="$OUT/v9.log"
+. bench/cuda/unpack.sh
+unpack_carried "$D" "$B"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
+t0=$(date +%s)
+stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
+CUBIN=/usr/local/cuda/bin
+V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0EEv5fargs
+V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
+
+if [ "${NO_TEST:-0}" = 0 ]; then
+    stamp test
+    timeout ${TEST_TIMEOUT:-200} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
+    grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "  act8|passed" "$OUT/test.log" | tail -14 >> "$L"
+fi
+
+stamp sass
+OBJ=$(command -v cuobjdump || echo $CUBIN/cuobjdump)
+for k in v5:$V5 v9:$V9; do
+    $OBJ -sass -fun "${k#*:}" $B/spqr-cuda-lab > "$OUT/sass-${k%%:*}.txt" 2>&1
+    echo "sass ${k%%:*}: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt") instructions; top opcodes:" >> "$L"
+    grep -E '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt" | sed -E 's/^\s+\/\*[0-9a-f]+\*\/\s+(@!?U?P[0-9T] )?//; s/[ ;].*//' | sort | uniq -c | sort -rn | head -16 | tr '\n' ' ' >> "$L"
+    echo >> "$L"
+done
+
+if [ "${NO_LAB:-0}" = 0 ]; then
+stamp lab
+timeout ${LAB_TIMEOUT:-250} $B/spqr-cuda-lab --v9 ${LAB_ARGS:-} --csv "$OUT/lab.csv" > "$OUT/lab.log" 2>&1; echo "lab rc=$?" >> "$L"
+grep -E "roofline|device" "$OUT/lab.log" >> "$L"
+grep -E "cublas16|v5-|v7-|v9-|floor-" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
+fi
+
+if [ "${NO_MODEL:-0}" = 0 ]; then
+stamp model
+for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
+    M=$B/${spec%%:*}; A=${spec#*:}
+    [ -f "$M" ] || continue
+    echo "=== $M $A" >> "$OUT/model.log"
+    T=$B/wikitext2-test.txt; [ -f "$T" ] || T=$D/wikitext2-test.txt
+    timeout ${MODEL_TIMEOUT:-60} $B/spqr-cuda-model-test "$M" "$T" --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
+    echo "rc=$?" >> "$OUT/model.log"
+done
+[ -f "$OUT/model.log" ] && grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+fi
+
+stamp ncu
+NCU=$(command -v ncu || echo $CUBIN/ncu)
+if [ -x "$NCU" ] && [ "${NO_NCU:-0}" = 0 ]; then
+    for k in v5:$V5 v9:$V9; do
+        timeout ${NCU_TIMEOUT:-90} $NCU --clock-control none --kernel-name-base mangled --kernel-name "${k#*:}" --launch-count 1 --section SpeedOfLight \
+            --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
+            --metrics smsp__inst_executed.sum,smsp__sass_inst_executed_op_shared_ld.sum \
+            $B/spqr-cuda-lab --quick --v9 > "$OUT/ncu-${k%%:*}.txt" 2>&1
+        echo "ncu ${k%%:*}:" >> "$L"
+        grep -E "Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Compute \(SM\)|Issued Warp|No Eligible|inst_executed|Executed Ipc|SM Active" "$OUT/ncu-${k%%:*}.txt" | head -16 >> "$L"
+    done
+fi
+stamp done
+cat "$L"
+exit 0
