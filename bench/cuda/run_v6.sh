@@ -9,7 +9,7 @@ OUT=${OUT:-build/cuda/out}
 B=${B:-build/gpu/cuda}
 mkdir -p "$OUT" "$B"
 L="$OUT/v6.log"
-. bench/cuda/unpack.sh
+. bench/cuda/device.sh
 unpack_carried build/dev/v6 "$B"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
 echo "=== test" >> "$L"

@@ -9,17 +9,9 @@
 # then (device tool, carry build/dev/v7): OUT=$OUT sh bench/cuda/run_v7.sh
 # Writes under $OUT: v7.log (summary), test.log, lab.log, lab.csv, model.log, ncu.txt.
 set -u
-OUT=${OUT:-build/cuda/out}
-D=build/dev/v7
-B=/tmp/v7
-mkdir -p "$OUT" "$B"
-L="$OUT/v7.log"
-. bench/cuda/unpack.sh
-unpack_carried "$D" "$B"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
+. bench/cuda/device.sh
+device_start 7
 nproc >> "$L"
-t0=$(date +%s)
-stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
 
 stamp test
 timeout ${TEST_TIMEOUT:-120} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
@@ -30,15 +22,7 @@ timeout ${LAB_TIMEOUT:-200} $B/spqr-cuda-lab --v7 --csv "$OUT/lab.csv" > "$OUT/l
 grep -E "roofline|device" "$OUT/lab.log" >> "$L"
 grep -E "cublas16|v5-fused|v7-" "$OUT/lab.log" | grep -E "spqr-w3|dense" >> "$L"
 
-stamp model
-for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
-    M=$B/${spec%%:*}; A=${spec#*:}
-    [ -f "$M" ] || continue
-    echo "=== $M $A" >> "$OUT/model.log"
-    timeout ${MODEL_TIMEOUT:-50} $B/spqr-cuda-model-test "$M" $D/wikitext2-test.txt --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
-    echo "rc=$?" >> "$OUT/model.log"
-done
-grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+MODEL_TIMEOUT=${MODEL_TIMEOUT:-50} run_models
 
 stamp ncu
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

@@ -10,16 +10,8 @@
 # then (device tool, carry build/dev/v8): OUT=$OUT sh bench/cuda/run_v8.sh
 # Writes under $OUT: v8.log (summary), test.log, lab.log, lab.csv, model.log, ncu.txt. LAB_ARGS: extra lab flags.
 set -u
-OUT=${OUT:-build/cuda/out}
-D=build/dev/v8
-B=/tmp/v8
-mkdir -p "$OUT" "$B"
-L="$OUT/v8.log"
-. bench/cuda/unpack.sh
-unpack_carried "$D" "$B"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
-t0=$(date +%s)
-stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
+. bench/cuda/device.sh
+device_start 8
 
 if [ "${NO_TEST:-0}" = 0 ]; then
     stamp test
@@ -32,16 +24,7 @@ timeout ${LAB_TIMEOUT:-250} $B/spqr-cuda-lab --v8 ${LAB_ARGS:-} --csv "$OUT/lab.
 grep -E "roofline|device" "$OUT/lab.log" >> "$L"
 grep -E "cublas16|v5-|v7-mma|v8-" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
 
-stamp model
-for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
-    M=$B/${spec%%:*}; A=${spec#*:}
-    [ -f "$M" ] || continue
-    echo "=== $M $A" >> "$OUT/model.log"
-    T=$B/wikitext2-test.txt; [ -f "$T" ] || T=$D/wikitext2-test.txt
-    timeout ${MODEL_TIMEOUT:-60} $B/spqr-cuda-model-test "$M" "$T" --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
-    echo "rc=$?" >> "$OUT/model.log"
-done
-[ -f "$OUT/model.log" ] && grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+run_models
 
 stamp ncu
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

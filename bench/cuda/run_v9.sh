@@ -11,16 +11,8 @@
 # then (device tool, carry build/dev/v9): OUT=$OUT sh bench/cuda/run_v9.sh
 # Writes under $OUT: v9.log (summary), test.log, lab.log, lab.csv, model.log, sass-v5.txt, sass-v9.txt, ncu-v5.txt, ncu-v9.txt.
 set -u
-OUT=${OUT:-build/cuda/out}
-D=build/dev/v9
-B=/tmp/v9
-mkdir -p "$OUT" "$B"
-L="$OUT/v9.log"
-. bench/cuda/unpack.sh
-unpack_carried "$D" "$B"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
-t0=$(date +%s)
-stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
+. bench/cuda/device.sh
+device_start 9
 CUBIN=/usr/local/cuda/bin
 V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0EEv5fargs
 V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
@@ -47,18 +39,7 @@ grep -E "roofline|device" "$OUT/lab.log" >> "$L"
 grep -E "cublas16|v5-|v7-|v9-|floor-" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
 fi
 
-if [ "${NO_MODEL:-0}" = 0 ]; then
-stamp model
-for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
-    M=$B/${spec%%:*}; A=${spec#*:}
-    [ -f "$M" ] || continue
-    echo "=== $M $A" >> "$OUT/model.log"
-    T=$B/wikitext2-test.txt; [ -f "$T" ] || T=$D/wikitext2-test.txt
-    timeout ${MODEL_TIMEOUT:-60} $B/spqr-cuda-model-test "$M" "$T" --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
-    echo "rc=$?" >> "$OUT/model.log"
-done
-[ -f "$OUT/model.log" ] && grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
-fi
+[ "${NO_MODEL:-0}" = 0 ] && run_models
 
 stamp ncu
 NCU=$(command -v ncu || echo $CUBIN/ncu)

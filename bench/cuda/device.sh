@@ -1,0 +1,45 @@
+# device.sh — sourced by the device scripts (run_v6.sh … run_v9.sh).
+#
+# unpack_carried D B   decompresses every D/*.xz carried to the device machine into B (xz, or Python's
+#                      lzma where the machine has no xz) and makes the spqr-cuda-* programs among them
+#                      executable.
+# device_start NAME    for run_vNAME.sh: D=build/dev/vNAME (the carried folder), B=/tmp/vNAME (unpacked),
+#                      L=$OUT/vNAME.log (the summary, started with the GPU's name, driver and clocks),
+#                      creates $OUT and B, unpacks D into B, and defines `stamp WHAT` (a timed line in L).
+# run_models           the GPU model against the CPU for each MODEL_SPECS entry "FILE:ARGS" (FILE in B;
+#                      missing ones skipped) on wikitext2-test.txt (from B, else D): model.log, its
+#                      verdicts appended to L. MODEL_TIMEOUT per model (default 60 s).
+unpack_carried() {
+    for f in "$1"/*.xz; do
+        [ -f "$f" ] || continue
+        o="$2/$(basename "$f" .xz)"
+        if command -v xz >/dev/null; then xz -dc "$f" > "$o"
+        else python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$o"; fi
+    done
+    chmod +x "$2"/spqr-cuda-* 2>/dev/null || true
+}
+
+device_start() {
+    OUT=${OUT:-build/cuda/out}
+    D=build/dev/v$1
+    B=/tmp/v$1
+    mkdir -p "$OUT" "$B"
+    L="$OUT/v$1.log"
+    unpack_carried "$D" "$B"
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,memory.total --format=csv > "$L" 2>&1
+    t0=$(date +%s)
+    stamp() { echo "--- $1 at +$(( $(date +%s) - t0 ))s" >> "$L"; }
+}
+
+run_models() {
+    stamp model
+    for spec in ${MODEL_SPECS:-"w3h4.spqr:" "w3h4.spqr:--dense16" "w4h4.spqr:"}; do
+        M=$B/${spec%%:*}; A=${spec#*:}
+        [ -f "$M" ] || continue
+        echo "=== $M $A" >> "$OUT/model.log"
+        T=$B/wikitext2-test.txt; [ -f "$T" ] || T=$D/wikitext2-test.txt
+        timeout ${MODEL_TIMEOUT:-60} $B/spqr-cuda-model-test "$M" "$T" --ctx 2048 --chunks 4 --decode 256 --threads 16 $A >> "$OUT/model.log" 2>&1
+        echo "rc=$?" >> "$OUT/model.log"
+    done
+    [ -f "$OUT/model.log" ] && grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+}
