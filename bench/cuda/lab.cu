@@ -193,16 +193,8 @@ __global__ void k_floor(const uint4 *a, size_t na, const uint4 *b, size_t nb, un
 static void launch_floor(const spqr_cuda_qmatrix *m, int grid, int threads, int read, unsigned *out, cudaStream_t st) {
     const int NS = m->f_q3 ? 3 : 4;
     const size_t na = (size_t)m->nrt * m->nct * 2 * m->wbits * 32, nb = (size_t)m->nrt * m->nct * NS * 32 / 4;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)grid);
-    cfg.blockDim = dim3((unsigned)threads);
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    CHECK(cudaLaunchKernelEx(&cfg, k_floor, (const uint4 *)m->fcodes, na, (const uint4 *)m->fstat, nb, out, read));
+    const spqr_launch l(dim3((unsigned)grid), dim3((unsigned)threads), 0, st, 1);
+    CHECK(cudaLaunchKernelEx(&l.cfg, k_floor, (const uint4 *)m->fcodes, na, (const uint4 *)m->fstat, nb, out, read));
 }
 
 /* Achievable bandwidth: D2D copy (read + write bytes) and a read-only kernel, 1 GiB, best of 10. */

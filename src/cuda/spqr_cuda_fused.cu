@@ -303,17 +303,8 @@ static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStrea
         if (e != cudaSuccess) return e;
         attr_set = 1;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((a.rows + 31) / 32));
-    cfg.blockDim = dim3((unsigned)nw * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k_fused<W, Q3, B, HALF, A8>, a);
+    const spqr_launch l(dim3((unsigned)((a.rows + 31) / 32)), dim3((unsigned)nw * 32), smem, st, pdl);
+    return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8>, a);
 }
 
 /* v5: B = 1, 2, 4 on half or whole tiles; v9 (A8): half tiles for B <= 2, whole tiles for B = 4 (v5's
@@ -359,19 +350,12 @@ static void fused_shape(const spqr_cuda_qmatrix *m, int mode, int B, int sms, in
 }
 
 static cudaError_t launch_prep(const fargs &a, int B, bool a8, float *img, cudaStream_t st, int pdl) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)a.nct);
-    cfg.blockDim = dim3(256);
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
-    if (a8) return B == 1 ? cudaLaunchKernelEx(&cfg, k_prep_x<1, true>, a, img) : B == 2 ? cudaLaunchKernelEx(&cfg, k_prep_x<2, true>, a, img)
-                                                                                 : cudaLaunchKernelEx(&cfg, k_prep_x<4, true>, a, img);
-    return B == 1 ? cudaLaunchKernelEx(&cfg, k_prep_x<1, false>, a, img) : B == 2 ? cudaLaunchKernelEx(&cfg, k_prep_x<2, false>, a, img)
-                                                                          : cudaLaunchKernelEx(&cfg, k_prep_x<4, false>, a, img);
+    const spqr_launch l(dim3((unsigned)a.nct), dim3(256), 0, st, pdl);
+    const cudaLaunchConfig_t *cfg = &l.cfg;
+    if (a8) return B == 1 ? cudaLaunchKernelEx(cfg, k_prep_x<1, true>, a, img) : B == 2 ? cudaLaunchKernelEx(cfg, k_prep_x<2, true>, a, img)
+                                                                                : cudaLaunchKernelEx(cfg, k_prep_x<4, true>, a, img);
+    return B == 1 ? cudaLaunchKernelEx(cfg, k_prep_x<1, false>, a, img) : B == 2 ? cudaLaunchKernelEx(cfg, k_prep_x<2, false>, a, img)
+                                                                         : cudaLaunchKernelEx(cfg, k_prep_x<4, false>, a, img);
 }
 
 /* x: fp16 or fp32 (xf32) [n][cols]. Passes of up to 4 activations (fewer when shared memory is short).

@@ -153,6 +153,27 @@ __device__ __forceinline__ float xp_at(const float2 *xp, int B, uint32_t c, int 
     return ((const float *)xp)[((size_t)jp * B + b) * 2 + (c & 1)];
 }
 
+/* A launch configuration for cudaLaunchKernelEx, with programmatic dependent launch (the programmatic
+ * stream serialization attribute) when pdl: the kernel may start before the previous one in the stream
+ * ends, and must wait for it (griddepcontrol.wait) before reading its output. The attribute lives in
+ * the object, which is not copyable: launch with &l.cfg while it is in scope. */
+struct spqr_launch {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1] = {};
+    spqr_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t st, int pdl) {
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = pdl ? 1 : 0;
+    }
+    spqr_launch(const spqr_launch &) = delete;
+    spqr_launch &operator=(const spqr_launch &) = delete;
+};
+
 /* Launches the x gather: pair jp = (x[b0+b][perm[2jp]], x[b0+b][perm[2jp+1]]) as floats at
  * jp*B + b (inter = 0) or xp_inter(jp)*B + b (inter = 1; npairs then a multiple of 2048), zero
  * past cols or past n; npairs pairs. x is fp16, or fp32 when xf32. */

@@ -50,6 +50,19 @@ static void report(bool ok, const char *fmt, const char *what, double v, double 
     if (!ok) printf("FAIL %s: %s = %.3e (tolerance %.1e)\n", fmt, what, v, tol);
 }
 
+/* ‖y − ref‖ / ‖ref‖ over n values in double; INFINITY when not finite (a NaN poison left in y). */
+template <class T>
+static double rel_l2(const float *y, const T *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)y[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    const double e = sqrt(num / (den > 0 ? den : 1));
+    return isfinite(e) ? e : INFINITY;
+}
+
 #define CUDA_OK(x)                                                                                          \
     do {                                                                                                    \
         cudaError_t e_ = (x);                                                                               \
@@ -143,10 +156,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             if (spqr_cuda_matmul(ctx, m, algo, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
             CUDA_OK(cudaDeviceSynchronize());
             CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
-            double num = 0, den = 0;
-            for (size_t i = 0; i < (size_t)n * rows; i++) { double d = yh[i] - ref[i]; num += d * d; den += ref[i] * ref[i]; }
-            double e = sqrt(num / (den > 0 ? den : 1));
-            if (!isfinite(e)) e = INFINITY;
+            const double e = rel_l2(yh.data(), ref.data(), (size_t)n * rows);
             char what[64];
             snprintf(what, sizeof what, "%s n=%d rel err", al.name, n);
             report(e <= al.tol, name, what, e, al.tol);
@@ -168,11 +178,18 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
         std::vector<float> xs(cols), dx(cols / 16 + 1), gq(cols / 16 + 1), ya((size_t)NMAX * rows);
         std::vector<int8_t> xq(cols);
+        std::vector<double> rexact((size_t)5 * rows); /* W·x of the first 5 fp32 activations: the exact-activation checks */
+        for (int b = 0; b < 5; b++)
+            for (uint32_t r = 0; r < rows; r++) {
+                double rr = 0;
+                for (uint32_t j = 0; j < cols; j++) rr += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
+                rexact[(size_t)b * rows + r] = rr;
+            }
         double worst[2] = {0, 0}, worst_exact = 0;
         for (int mode = 0; mode < 3 && qt; mode++) { /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2: fp32 x as dispatched */
             const int f32 = mode == 2;
             ctx->xprep = mode == 0 ? 0 : mode == 1 ? 1 : -1;
-            for (int b = 0; b < NMAX; b++) {
+            for (int b = 0; b < NMAX && mode != 1; b++) { /* mode 1 has mode 0's x and so its reference */
                 for (uint32_t j = 0; j < cols; j++) {
                     const size_t src = (size_t)b * cols + (sm.view.perm ? sm.view.perm[j] : (int32_t)j);
                     xs[j] = f32 ? xf[src] : __half2float(xh[src]);
@@ -188,26 +205,10 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                 if (st) { printf("FAIL %s act8 n=%d: %s\n", name, n, er.msg); n_fail++; continue; }
                 CUDA_OK(cudaDeviceSynchronize());
                 CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
-                double num = 0, den = 0, numx = 0, denx = 0;
-                for (size_t i = 0; i < (size_t)n * rows; i++) {
-                    const double d = yh[i] - (double)ya[i];
-                    num += d * d; den += (double)ya[i] * ya[i];
-                    if (!f32) { const double dx2 = yh[i] - ref[i]; numx += dx2 * dx2; denx += ref[i] * ref[i]; }
-                }
-                double e = sqrt(num / (den > 0 ? den : 1)), ex = sqrt(numx / (denx > 0 ? denx : 1));
-                if (!isfinite(e)) e = INFINITY;
-                if (!isfinite(ex)) ex = INFINITY;
+                const double e = rel_l2(yh.data(), ya.data(), (size_t)n * rows), ex = f32 ? 0 : rel_l2(yh.data(), ref.data(), (size_t)n * rows);
                 char what[64];
                 if (f32 && n > 1) { /* past one token the f32 path must not round the activations: the exact fused kernel */
-                    double nr = 0, dr = 0;
-                    for (int b = 0; b < n; b++)
-                        for (uint32_t r = 0; r < rows; r++) {
-                            double rr = 0;
-                            for (uint32_t j = 0; j < cols; j++) rr += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
-                            const double d = yh[(size_t)b * rows + r] - rr;
-                            nr += d * d; dr += rr * rr;
-                        }
-                    const double en = sqrt(nr / (dr > 0 ? dr : 1));
+                    const double en = rel_l2(yh.data(), rexact.data(), (size_t)n * rows);
                     const double tn = n > 2 && spqr_cuda_supports(m, SPQR_CUDA_MMA) ? 2e-3 : 2e-4; /* MMA above 2: x rounded to fp16 */
                     snprintf(what, sizeof what, "act8 ctx f32 n=%d (exact activations) rel err", n);
                     report(en <= tn, name, what, en, tn);
@@ -260,11 +261,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                         }
                         CUDA_OK(cudaDeviceSynchronize());
                         CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
-                        const double *rf = f32 ? reff.data() : ref.data();
-                        double num = 0, den = 0;
-                        for (size_t i = 0; i < (size_t)n * rows; i++) { double d = yh[i] - rf[i]; num += d * d; den += rf[i] * rf[i]; }
-                        double e = sqrt(num / (den > 0 ? den : 1));
-                        if (!isfinite(e)) e = INFINITY;
+                        const double e = rel_l2(yh.data(), f32 ? reff.data() : ref.data(), (size_t)n * rows);
                         char what[64];
                         snprintf(what, sizeof what, "v6 w%d %s n=%d rep %d rel err", p6->wpb, f32 ? "f32" : "f16", n, rep);
                         report(e <= 2e-4, name, what, e, 2e-4);
@@ -303,10 +300,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             if (spqr_cuda_matmul_f32(ctx, mf, xfd, n, yd, &er)) { printf("FAIL %s f32 n=%d: %s\n", name, n, er.msg); n_fail++; continue; }
             CUDA_OK(cudaDeviceSynchronize());
             CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
-            double num = 0, den = 0;
-            for (size_t i = 0; i < (size_t)n * rows; i++) { double d = yh[i] - reff[i]; num += d * d; den += reff[i] * reff[i]; }
-            double e = sqrt(num / (den > 0 ? den : 1));
-            if (!isfinite(e)) e = INFINITY;
+            const double e = rel_l2(yh.data(), reff.data(), (size_t)n * rows);
             char what[64];
             snprintf(what, sizeof what, "f32 n=%d rel err", n);
             report(e <= tol, name, what, e, tol);
