@@ -84,7 +84,7 @@ test-asan:
 
 # NEON: the kernels and their random-matrix suite only (no BLAS for AArch64 needed), static.
 NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c src/kernels/qtiles.c \
-            src/kernels/arm/qgemv_neon.c src/cuda/mma_layout.c tests/test_kernels_random.c tests/main.c
+            src/kernels/arm/qgemv_neon.c src/cuda/mma_layout.c src/cuda/stream_layout.c tests/test_kernels_random.c tests/main.c
 test-neon: deps
 	@mkdir -p $(BUILD)
 	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -DSPQR_TESTS_KERNELS_ONLY $(WARN) -O2 -static -Iinclude -Isrc $(NEON_SRC) \

@@ -20,7 +20,7 @@ CU_HDR      := $(wildcard src/cuda/*.h src/cuda/*.cuh bench/cuda/*.h) src/format
 CU_LIB_OBJ  := $(CU_SRC:%.cu=$(CUDA_BUILD)/%.o)
 # host C code the lab and tests need: the reference decoder, the tile layout (the act8 reference), core helpers,
 # the synthetic matrices (no BLAS)
-CU_HOST_SRC := src/format/qmatrix.c src/core/core.c src/cuda/mma_layout.c src/kernels/qtiles.c bench/cuda/synth.c
+CU_HOST_SRC := src/format/qmatrix.c src/core/core.c src/cuda/mma_layout.c src/cuda/stream_layout.c src/kernels/qtiles.c bench/cuda/synth.c
 CU_HOST_OBJ := $(CU_HOST_SRC:%.c=$(CUDA_BUILD)/host/%.o)
 CU_ALL_SRC  := $(CU_SRC) $(sort $(wildcard bench/cuda/*.cu tests/cuda/*.cu))
 # host libraries of the model test (libspqr.a's needs); override with static archives to run the

@@ -14,6 +14,7 @@
 #include "kernels/qtiles.h"
 #include "cuda/act8_layout.h"
 #include "cuda/mma_layout.h"
+#include "cuda/stream_layout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -382,6 +383,19 @@ static void gsum_emulate(const spqr_mma_layout *L, const float *x, int n, int NB
     free(x16);
 }
 
+/* ‖y − W·x‖ / ‖W·x‖ over n activations, W = ref [rows][cols] (original column order), in double. */
+static double emulated_rel_err(const float *ref, const float *x, const double *y, int n, uint32_t rows, uint32_t cols) {
+    double num = 0, den = 0;
+    for (int b = 0; b < n; b++)
+        for (uint32_t r = 0; r < rows; r++) {
+            double d = 0;
+            for (uint32_t c = 0; c < cols; c++) d += (double)ref[(size_t)r * cols + c] * x[(size_t)b * cols + c];
+            num += (y[(size_t)b * rows + r] - d) * (y[(size_t)b * rows + r] - d);
+            den += d * d;
+        }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
 /* The layout's bookkeeping (outlier segments in range, in their slice, columns ascending) and the
  * emulated kernel against W·x in double: fp16 weights and activations, so 2e-3 relative. */
 static void check_mma(spqr_file_tensor *t, uint32_t S, int gsum, const char *what) {
@@ -422,15 +436,7 @@ static void check_mma(spqr_file_tensor *t, uint32_t S, int gsum, const char *wha
         for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = gsum ? f16r(frnd()) : frnd();
         if (gsum) gsum_emulate(&L, x, n, NB, y);
         else mma_emulate(&L, x, n, y);
-        double num = 0, den = 0;
-        for (int b = 0; b < n; b++)
-            for (uint32_t r = 0; r < rows; r++) {
-                double d = 0;
-                for (uint32_t c = 0; c < cols; c++) d += (double)ref[(size_t)r * cols + c] * x[(size_t)b * cols + c];
-                num += (y[(size_t)b * rows + r] - d) * (y[(size_t)b * rows + r] - d);
-                den += d * d;
-            }
-        const double rel = sqrt(num / (den > 0 ? den : 1)), tol = gsum ? 2.5e-4 : 2e-3;
+        const double rel = emulated_rel_err(ref, x, y, n, rows, cols), tol = gsum ? 2.5e-4 : 2e-3;
         CHECKF(rel <= tol, "%s (S %u, %s n %d): emulated kernel rel. error %.3e", what, L.S, gsum ? "gsum" : "mma", n, rel);
     }
     free(x); free(ref); free(y);
@@ -469,6 +475,144 @@ static void test_mma_layout(void) {
     CHECK(spqr_gsum_supported(&v));
     v.groupsize = 32;
     CHECK(!spqr_gsum_supported(&v));
+}
+
+/* ---- the streaming GEMV's layout (cuda/stream_layout.h), its arithmetic emulated -------------- */
+
+/* y[b][r] (double) of the streaming kernel (v10, spqr_cuda_stream.cu), b < n: per SA and atom the A
+ * matrix of every group's MMA rebuilt from the 32 lanes' code words by the PTX m16n8k16 fragment layout
+ * (register i of lane 4 gl + t: row gl + 8 (i & 1), k = 2t + e + 8 (i >> 1) = stored column
+ * 4t + 2 (i >> 1) + e of the group), the accumulator 1024 Σx + 2^o Σ c x in double, then the kernel's
+ * fp32 epilogue with the statistics read as the kernel reads them (a lane's own record for the NB = 1
+ * pass, spqr_stream_field for wider ones: both are checked to agree), then the outlier entries. */
+static void stream_emulate(const spqr_stream_layout *L, const float *x, int n, double *y) {
+    const unsigned W = L->wbits, q = L->qq_bits, qm = (1u << q) - 1;
+    const uint32_t ld = L->nk * 256;
+    memset(y, 0, (size_t)n * L->rows * sizeof *y);
+    float *x16 = malloc((size_t)n * ld * sizeof *x16);
+    for (int b = 0; b < n; b++) {
+        for (uint32_t j = 0; j < ld; j++) x16[(size_t)b * ld + j] = 0.f;
+        for (uint32_t i = 0; i < L->cols; i++) x16[(size_t)b * ld + (L->iperm ? L->iperm[i] : i)] = f16r(x[(size_t)b * L->cols + i]);
+    }
+    int bad_fields = 0;
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t kc = 0; kc < L->nk; kc++) {
+            const uint8_t *rec = L->recs + ((uint64_t)rt * L->nk + kc) * L->rec_bytes;
+            const uint8_t *fp = rec + spqr_stream_code_bytes(W);
+            const uint16_t *qq = (const uint16_t *)(fp + 128 + spqr_stream_fieldb_bytes(q));
+            for (unsigned a = 0; a < 2; a++) {
+                static float A[8][16][16];
+                for (unsigned lane = 0; lane < 32; lane++) {
+                    const unsigned gl = lane >> 2, t = lane & 3;
+                    uint32_t w[16];
+                    for (unsigned k = 0; k < 4 * W; k++) w[k] = ((const uint32_t *)rec)[((k / 4) * 32 + lane) * 4 + k % 4];
+                    for (unsigned G = 0; G < 8; G++)
+                        for (unsigned i = 0; i < 4; i++) {
+                            const uint32_t m = spqr_gsum_pair(w + 2 * W * a, W, G, i, 0x64006400u);
+                            for (unsigned e = 0; e < 2; e++) A[G][gl + 8 * (i & 1)][2 * t + e + 8 * (i >> 1)] = spqr_f16_to_f32((uint16_t)(m >> (16 * e)));
+                        }
+                    /* the lane's own record (NB = 1) against the general accessor (NB >= 2) */
+                    const uint64_t fr = spqr_stream_lane_fields(fp, q, lane);
+                    for (unsigned f = 0; f < 4; f++) {
+                        const uint32_t own = (uint32_t)(fr >> (8 * q * a + 2 * q * f)) & ((1u << 2 * q) - 1);
+                        bad_fields += own != spqr_stream_field(fp, q, gl + 8 * (f >> 1), 8 * a + 2 * t + (f & 1));
+                    }
+                }
+                for (unsigned G = 0; G < 8; G++) {
+                    const unsigned g16 = 8 * a + G;
+                    const float F = (float)(1u << spqr_gsum_o(W, G));
+                    const float ss = spqr_f16_to_f32(qq[4 * g16]), sz = spqr_f16_to_f32(qq[4 * g16 + 1]);
+                    const float zs = spqr_f16_to_f32(qq[4 * g16 + 2]), zz = spqr_f16_to_f32(qq[4 * g16 + 3]);
+                    const float ssO = ss / F, nszO = -ssO * sz, zsO = zs * F, kz0 = fmaf(-zsO, zz, 1024.f);
+                    for (unsigned r = 0; r < 16; r++) {
+                        const uint32_t row = rt * 16 + r;
+                        if (row >= L->rows) continue;
+                        const uint32_t fld = spqr_stream_field(fp, q, r, g16);
+                        const float s1 = fmaf((float)(fld & qm), ssO, nszO), kz = fmaf((float)(fld >> q), zsO, kz0);
+                        for (int b = 0; b < n; b++) {
+                            const float *xg = x16 + (size_t)b * ld + kc * 256 + 16 * g16;
+                            double C = 0;
+                            float X = 0.f;
+                            for (unsigned k = 0; k < 16; k++) C += (double)A[G][r][k] * xg[gsum_kcol(k)];
+                            for (unsigned c = 0; c < 16; c++) X += xg[c];
+                            y[(size_t)b * L->rows + row] += (double)s1 * fmaf(-kz, X, (float)C);
+                        }
+                    }
+                }
+            }
+            for (uint32_t k = L->osa[(uint64_t)rt * L->nk + kc]; k < L->osa[(uint64_t)rt * L->nk + kc + 1]; k++) {
+                const uint32_t e = L->oent[k], row = rt * 16 + ((e >> 8) & 15), col = kc * 256 + (e & 255);
+                for (int b = 0; b < n; b++) y[(size_t)b * L->rows + row] += (double)spqr_f16_to_f32((uint16_t)(e >> 16)) * x16[(size_t)b * ld + col];
+            }
+        }
+    CHECKF(bad_fields == 0, "stream layout: %d fields differ between a lane's record and spqr_stream_field", bad_fields);
+    free(x16);
+}
+
+/* The layout's bookkeeping (outlier entries sorted and in range, every outlier once; the block partition)
+ * and the emulated kernel against W·x16 in double (fp32 statistics, fp16 outlier deltas: 2.5e-4). */
+static void check_stream(spqr_file_tensor *t, const char *what) {
+    spqr_qview v;
+    spqr_error err;
+    uint8_t *blob = random_view(t, &v, what);
+    if (!blob) return;
+    spqr_stream_layout L;
+    if (spqr_stream_build(&v, &L, &err) != SPQR_OK) {
+        th_fail(__FILE__, __LINE__, "%s: %s", what, err.msg);
+        spqr_aligned_free(blob);
+        return;
+    }
+    const uint32_t rows = v.rows, cols = v.cols;
+    CHECKF(L.osa[0] == 0 && L.osa[L.nsa] == L.n_out && L.n_out == v.n_outliers, "%s: outlier entries cover %u of %llu", what, L.osa[L.nsa],
+           (unsigned long long)v.n_outliers);
+    int unsorted = 0;
+    for (uint64_t s = 0; s < L.nsa; s++)
+        for (uint32_t k = L.osa[s] + 1; k < L.osa[s + 1]; k++) unsorted += (L.oent[k] & 0xfffu) <= (L.oent[k - 1] & 0xfffu); /* row << 8 | col */
+    CHECKF(unsorted == 0, "%s: %d outlier entries out of (row, column) order", what, unsorted);
+    /* the partition: every SA in exactly one block, block_of the inverse of block_start */
+    for (uint32_t G = 1; G <= 9; G += 4) {
+        if (G > L.nsa) break;
+        int badp = 0;
+        for (uint32_t b = 0; b < G; b++)
+            for (uint64_t s = spqr_stream_block_start(L.nsa, G, b); s < spqr_stream_block_start(L.nsa, G, b + 1); s++) badp += spqr_stream_block_of(L.nsa, G, s) != b;
+        CHECKF(badp == 0 && spqr_stream_block_start(L.nsa, G, G) == L.nsa, "%s: block partition (G = %u) wrong for %d SAs", what, G, badp);
+    }
+    const int n = 3;
+    float *x = malloc((size_t)n * cols * sizeof *x), *ref = malloc((size_t)rows * cols * sizeof *ref);
+    double *y = malloc((size_t)n * rows * sizeof *y);
+    spqr_qview_dequant_rows(&v, 0, rows, 1, ref);
+    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = f16r(frnd());
+    stream_emulate(&L, x, n, y);
+    const double rel = emulated_rel_err(ref, x, y, n, rows, cols);
+    CHECKF(rel <= 2.5e-4, "%s: emulated streaming kernel rel. error %.3e", what, rel);
+    free(x); free(ref); free(y);
+    spqr_stream_free(&L);
+    spqr_aligned_free(blob);
+}
+
+static void test_stream_layout(void) {
+    const struct { uint32_t rows, cols, w, q, qq_gs; } cs[] = {
+        {64, 256, 3, 3, 16}, {70, 300, 3, 3, 16}, {33, 640, 2, 3, 32}, {100, 1000, 4, 4, 16}, {48, 520, 3, 2, 48},
+        {96, 384, 2, 1, 64}, {20, 40, 3, 3, 16},  {37, 777, 4, 3, 32}, {128, 512, 3, 4, 64},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        spqr_file_tensor t = {0};
+        char what[96];
+        t.kind = SPQR_TK_SPQR; t.n_dims = 2; t.shape[0] = cs[i].rows; t.shape[1] = cs[i].cols;
+        t.wbits = cs[i].w; t.groupsize = 16; t.qq_bits = cs[i].q; t.qq_groupsize = cs[i].qq_gs; t.flags = i & 1 ? 0 : SPQR_TF_PERM;
+        snprintf(what, sizeof what, "stream SpQR %ux%u w%u q%u/%u", cs[i].rows, cs[i].cols, cs[i].w, cs[i].q, cs[i].qq_gs);
+        check_stream(&t, what);
+    }
+    spqr_qview v = {.kind = SPQR_TK_SPQR, .wbits = 3, .groupsize = 16, .qq_bits = 3, .qq_groupsize = 16, .cols = 4096};
+    CHECK(spqr_stream_supported(&v));
+    v.groupsize = 32;
+    CHECK(!spqr_stream_supported(&v));
+    v.groupsize = 16; v.qq_groupsize = 8;
+    CHECK(!spqr_stream_supported(&v));
+    v.qq_groupsize = 16; v.qq_bits = 5;
+    CHECK(!spqr_stream_supported(&v));
+    v.qq_bits = 3; v.kind = SPQR_TK_GPTQ;
+    CHECK(!spqr_stream_supported(&v));
 }
 
 /* v9's code words (act8_layout.h): every code of random tiles comes back from spqr_a8_quad in the
@@ -513,5 +657,6 @@ const th_test suite_kernels_random[] = {
     {"kernels_act8_layout_w234", test_act8_layout},
     {"kernels_random_blobs_all_isas", test_random_blobs},
     {"kernels_mma_layout_emulated", test_mma_layout},
+    {"kernels_stream_layout_emulated", test_stream_layout},
     {NULL, NULL},
 };

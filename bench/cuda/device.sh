@@ -9,6 +9,11 @@
 # run_models           the GPU model against the CPU for each MODEL_SPECS entry "FILE:ARGS" (FILE in B;
 #                      missing ones skipped) on wikitext2-test.txt (from B, else D): model.log, its
 #                      verdicts appended to L. MODEL_TIMEOUT per model (default 60 s).
+# sass_hist NAME:SYM…  the SASS of each kernel SYM (mangled) of $B/spqr-cuda-lab into sass-NAME.txt, its
+#                      instruction count and top opcodes appended to L.
+# ncu_kernels FLAGS NAME:SYM…  Nsight Compute (clocks left alone) on the first launch of each kernel SYM in
+#                      `spqr-cuda-lab FLAGS`: ncu-NAME.txt, its headline metrics appended to L (NO_NCU=1 skips;
+#                      NCU_TIMEOUT per kernel, default 90 s).
 unpack_carried() {
     for f in "$1"/*.xz; do
         [ -f "$f" ] || continue
@@ -42,4 +47,30 @@ run_models() {
         echo "rc=$?" >> "$OUT/model.log"
     done
     [ -f "$OUT/model.log" ] && grep -E "===|PASS|FAIL|decode|rc=" "$OUT/model.log" >> "$L"
+}
+
+sass_hist() {
+    stamp sass
+    OBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
+    for k in "$@"; do
+        $OBJ -sass -fun "${k#*:}" $B/spqr-cuda-lab > "$OUT/sass-${k%%:*}.txt" 2>&1
+        echo "sass ${k%%:*}: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt") instructions; top opcodes:" >> "$L"
+        grep -E '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt" | sed -E 's/^\s+\/\*[0-9a-f]+\*\/\s+(@!?U?P[0-9T] )?//; s/[ ;].*//' | sort | uniq -c | sort -rn | head -${SASS_TOP:-16} | tr '\n' ' ' >> "$L"
+        echo >> "$L"
+    done
+}
+
+ncu_kernels() {
+    stamp ncu
+    flags=$1; shift
+    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+    [ -x "$NCU" ] && [ "${NO_NCU:-0}" = 0 ] || return 0
+    for k in "$@"; do
+        timeout ${NCU_TIMEOUT:-90} $NCU --clock-control none --kernel-name-base mangled --kernel-name "${k#*:}" --launch-count 1 --section SpeedOfLight \
+            --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
+            --metrics smsp__inst_executed.sum,smsp__sass_inst_executed_op_shared_ld.sum \
+            $B/spqr-cuda-lab $flags > "$OUT/ncu-${k%%:*}.txt" 2>&1
+        echo "ncu ${k%%:*}:" >> "$L"
+        grep -E "Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Compute \(SM\)|Issued Warp|No Eligible|inst_executed|Executed Ipc|SM Active|Stall" "$OUT/ncu-${k%%:*}.txt" | head -20 >> "$L"
+    done
 }

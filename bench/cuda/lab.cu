@@ -27,6 +27,11 @@
  *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
  *               every block copies it): v5-gather, v9-gather are the same kernels with each block
  *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block
+ *   v10 stream  records of 16 x 256 super-atoms streamed into shared memory by a producer warp (bulk
+ *               copies, a ring of stages; with PDL the next product's weights are in flight while this
+ *               one computes), exact codes on the tensor cores with fp32 statistics (as v8), stream-K
+ *               (spqr_cuda_stream.cu, SPQR_CUDA_STREAM): v10-stream (24 consumer warps, one block per SM),
+ *               v10-nopdl, v10-w8 (8 warps, two blocks per SM), v10-w16 (16 warps), v10-w16g264 (the same, 264 blocks)
  *   floors      what any kernel reading the fused layout's bytes pays in these graphs: floor-empty (an
  *               empty kernel in v5's grid, with PDL), floor-v5grid (the code and statistic arrays read
  *               once with uint4 loads in v5's grid, PDL), floor-read (the same bytes, 8 blocks of 512
@@ -45,6 +50,7 @@
  *   --v7     only cuBLAS, v5 (n <= 8) and v7 (implies --fast)
  *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
  *   --v9     only cuBLAS, v5 (n <= 8), v9, the floors and v7 (default S; no v8) (implies --fast)
+ *   --v10    only cuBLAS, v5 and v9 (n <= 2), the floors, v7 (n >= 4) and v10 (implies --fast)
  */
 #include <algorithm>
 #include <math.h>
@@ -55,6 +61,7 @@
 
 #include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
+#include "cuda/stream_layout.h"
 extern "C" {
 #include "kernels/qtiles.h"
 }
@@ -105,6 +112,7 @@ static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v)
     spqr_cuda_qmatrix *c = (spqr_cuda_qmatrix *)malloc(sizeof *c);
     *c = *m;
     c->mma = c->gsum = NULL; /* v7 and v8 have their own copies (run_mma_kernel) */
+    c->stream = NULL;        /* v10 too (run_stream_kernel) */
     CHECK(cudaMalloc(&c->blob, m->lay.size));
     CHECK(cudaMemcpy(c->blob, m->blob, m->lay.size, cudaMemcpyDeviceToDevice));
     c->perm = m->perm ? (const int32_t *)(c->blob + m->lay.perm) : NULL;
@@ -255,6 +263,22 @@ static void print_row(FILE *csv, const char *shape, uint32_t rows, uint32_t cols
     fflush(stdout);
 }
 
+/* One op at batch n on NC device copies: checked (y poisoned first; against W·x16 for the first 4
+ * activations, every output finite), then timed; prints its row (bytes: what one op reads and writes). */
+template <class F>
+static void check_and_time(FILE *csv, const char *shape, const char *mat, const char *alg, uint32_t rows, uint32_t cols, int n, int NC,
+                           cudaStream_t st, F op, float *yd, const float *Wref, const std::vector<__half> &xh, double bytes, double read_gbs,
+                           double cub) {
+    std::vector<float> yh((size_t)n * rows);
+    CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+    op(NC - 1);
+    CHECK(cudaStreamSynchronize(st));
+    CHECK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+    double e = rel_err(Wref, rows, cols, xh.data(), n < 4 ? n : 4, yh.data());
+    for (size_t i = 0; i < yh.size(); i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
+    print_row(csv, shape, rows, cols, mat, alg, n, time_op(NC, st, op), bytes, read_gbs, cub, e);
+}
+
 /* v7, or v8 when alg starts with "v8" (the group-sum layout), on NC device copies of one host layout
  * with S K-slices (0: this device's default): checked (y poisoned first), then timed, at every n of ns. */
 static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const spqr_qview *v, uint32_t S, const char *alg, const std::vector<int> &ns,
@@ -272,24 +296,41 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
     char name[32];
     snprintf(name, sizeof name, "%s", alg);
     if (!strcmp(alg, "v7-mma") || !strcmp(alg, "v8-gsum")) snprintf(name, sizeof name, "%s-S%u", alg, L.S);
-    std::vector<float> yh((size_t)64 * v->rows);
     for (int n : ns) {
         auto op = [&](int i) { OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
-        CHECK(cudaMemset(yd, 0xff, (size_t)n * v->rows * 4));
-        op(NC - 1);
-        CHECK(cudaStreamSynchronize(st));
-        CHECK(cudaMemcpy(yh.data(), yd, (size_t)n * v->rows * 4, cudaMemcpyDeviceToHost));
-        double e = rel_err(Wref, v->rows, v->cols, xh.data(), n < 4 ? n : 4, yh.data());
-        for (size_t i = 0; i < (size_t)n * v->rows; i++) if (!isfinite(yh[i])) { e = INFINITY; break; }
-        const double us = time_op(NC, st, op);
-        print_row(csv, shape, v->rows, v->cols, cf.name, name, n, us, wb + 2.0 * n * v->cols + 4.0 * n * v->rows, read_gbs, cub_us[n], e);
+        check_and_time(csv, shape, cf.name, name, v->rows, v->cols, n, NC, st, op, yd, Wref, xh, wb + 2.0 * n * v->cols + 4.0 * n * v->rows,
+                       read_gbs, cub_us[n]);
     }
     for (auto d : ds) spqr_cuda_mma_free(d);
     spqr_mma_free(&L);
 }
 
+/* v10 on NC device copies of one host layout: checked (y poisoned first), then timed, at every n of ns;
+ * grid: blocks per product (0: the default), pdl: programmatic dependent launch. */
+static void run_stream_kernel(FILE *csv, const char *shape, const cfg &cf, const spqr_stream_layout *L, const char *alg, const std::vector<int> &ns,
+                              int grid, int pdl, int nw, spqr_cuda_ctx *ctx, cudaStream_t st, const __half *xd, const std::vector<__half> &xh, float *yd,
+                              const float *Wref, const std::vector<double> &cub_us, double read_gbs) {
+    spqr_error er;
+    const double wb = (double)spqr_stream_bytes(L);
+    const int NC = std::max(2, (int)ceil(150e6 / wb));
+    std::vector<spqr_cuda_stream *> ds(NC);
+    for (int i = 0; i < NC; i++) OKE(spqr_cuda_stream_upload(L, &ds[i], &er), er);
+    ctx->stream_grid = grid;
+    ctx->stream_nw = nw;
+    ctx->pdl = pdl;
+    for (int n : ns) {
+        auto op = [&](int i) { OKE(spqr_cuda_stream_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
+        check_and_time(csv, shape, cf.name, alg, L->rows, L->cols, n, NC, st, op, yd, Wref, xh,
+                       wb * ((n + 7) / 8) + 2.0 * n * L->cols + 4.0 * n * L->rows, read_gbs, cub_us[n]);
+    }
+    ctx->stream_grid = 0;
+    ctx->stream_nw = 0;
+    ctx->pdl = 1;
+    for (auto d : ds) spqr_cuda_stream_free(d);
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -298,6 +339,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--v7")) fast = v7 = 1;
         else if (!strcmp(argv[i], "--v8")) fast = v7 = v8 = 1;
         else if (!strcmp(argv[i], "--v9")) fast = v7 = v8 = v9 = 1;
+        else if (!strcmp(argv[i], "--v10")) fast = v7 = v8 = v9 = v10 = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
     }
@@ -417,6 +459,7 @@ int main(int argc, char **argv) {
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
                 if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
                 if (v9 && (whole || nopdl)) continue;
+                if (v10 && (gather || wsweep)) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
                 const int id = a8 ? SPQR_CUDA_ACT8 : isv6 || whole || nopdl || isfloor || gather ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 && al.id < 200 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
@@ -446,6 +489,7 @@ int main(int argc, char **argv) {
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     if ((id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 8) continue;
                     if ((isfloor || wsweep) && n > 1) continue;
+                    if (v10 && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 2) continue;
                     /* v5's grid for the floors: its row tiles, its warps per block at n = 1 */
                     int fw = 32;
                     while (fw > 4 && ((uint64_t)m0->nrt * fw > (uint64_t)prop.multiProcessorCount * 32 || fw > 2 * (int)m0->nct)) fw /= 2;
@@ -494,11 +538,32 @@ int main(int argc, char **argv) {
                     spqr_cuda_qmatrix_free(c);
                 }
             }
-            if (spqr_mma_supported(&sm.view) && !v56) {
+            if (v10 && spqr_stream_supported(&sm.view)) {
                 const std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                           : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
+                spqr_stream_layout L;
+                OKE(spqr_stream_build(&sm.view, &L, &er), er);
+                run_stream_kernel(csv, shape, cf, &L, "v10-stream", nv, 0, 1, 0, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs);
+                if (cf.full == 1) {
+                    const std::vector<int> n1{1};
+                    run_stream_kernel(csv, shape, cf, &L, "v10-nopdl", n1, 0, 0, 0, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs);
+                    run_stream_kernel(csv, shape, cf, &L, "v10-w8", std::vector<int>{1, 4}, 0, 1, 8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs);
+                    run_stream_kernel(csv, shape, cf, &L, "v10-w16", n1, 0, 1, 16, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs);
+                    run_stream_kernel(csv, shape, cf, &L, "v10-w16g264", n1, 2 * prop.multiProcessorCount, 1, 16, ctx, st, xd, xh, yd, Wref.data(), cub_us[si],
+                                      read_gbs);
+                }
+                spqr_stream_free(&L);
+            }
+            if (spqr_mma_supported(&sm.view) && !v56) {
+                std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
+                                    : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
+                if (v10 && cf.kind == SPQR_TK_SPQR) { /* v7 where v10 does not run (n > 8) and at 4, 8 for comparison */
+                    std::vector<int> k;
+                    for (int n : nv) if (n >= 4) k.push_back(n);
+                    nv = k;
+                }
                 run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                if (v9 && cf.full == 1) { /* v7 with x gathered in the kernel where it fits (n <= 8; before run 18 the default) */
+                if (v9 && !v10 && cf.full == 1) { /* v7 with x gathered in the kernel where it fits (n <= 8; before run 18 the default) */
                     ctx->mma_pregather = 0;
                     run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-ingather", std::vector<int>{1, 2, 4, 8}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si],
                                    read_gbs, prop.multiProcessorCount);

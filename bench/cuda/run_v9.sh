@@ -13,7 +13,6 @@
 set -u
 . bench/cuda/device.sh
 device_start 9
-CUBIN=/usr/local/cuda/bin
 V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0EEv5fargs
 V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
 
@@ -23,14 +22,7 @@ if [ "${NO_TEST:-0}" = 0 ]; then
     grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "  act8|passed" "$OUT/test.log" | tail -14 >> "$L"
 fi
 
-stamp sass
-OBJ=$(command -v cuobjdump || echo $CUBIN/cuobjdump)
-for k in v5:$V5 v9:$V9; do
-    $OBJ -sass -fun "${k#*:}" $B/spqr-cuda-lab > "$OUT/sass-${k%%:*}.txt" 2>&1
-    echo "sass ${k%%:*}: $(grep -cE '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt") instructions; top opcodes:" >> "$L"
-    grep -E '^\s+/\*[0-9a-f]{4}\*/' "$OUT/sass-${k%%:*}.txt" | sed -E 's/^\s+\/\*[0-9a-f]+\*\/\s+(@!?U?P[0-9T] )?//; s/[ ;].*//' | sort | uniq -c | sort -rn | head -16 | tr '\n' ' ' >> "$L"
-    echo >> "$L"
-done
+sass_hist v5:$V5 v9:$V9
 
 if [ "${NO_LAB:-0}" = 0 ]; then
 stamp lab
@@ -41,18 +33,7 @@ fi
 
 [ "${NO_MODEL:-0}" = 0 ] && run_models
 
-stamp ncu
-NCU=$(command -v ncu || echo $CUBIN/ncu)
-if [ -x "$NCU" ] && [ "${NO_NCU:-0}" = 0 ]; then
-    for k in v5:$V5 v9:$V9; do
-        timeout ${NCU_TIMEOUT:-90} $NCU --clock-control none --kernel-name-base mangled --kernel-name "${k#*:}" --launch-count 1 --section SpeedOfLight \
-            --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
-            --metrics smsp__inst_executed.sum,smsp__sass_inst_executed_op_shared_ld.sum \
-            $B/spqr-cuda-lab --quick --v9 > "$OUT/ncu-${k%%:*}.txt" 2>&1
-        echo "ncu ${k%%:*}:" >> "$L"
-        grep -E "Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Compute \(SM\)|Issued Warp|No Eligible|inst_executed|Executed Ipc|SM Active" "$OUT/ncu-${k%%:*}.txt" | head -16 >> "$L"
-    done
-fi
+ncu_kernels "--quick --v9" v5:$V5 v9:$V9
 stamp done
 cat "$L"
 exit 0

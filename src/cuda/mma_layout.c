@@ -51,8 +51,7 @@ uint64_t spqr_mma_bytes(const spqr_mma_layout *L) {
     return b;
 }
 
-/* Code of (row, stored column), 0 outside the matrix. */
-static unsigned code_at(const spqr_qview *v, uint32_t r, uint32_t j) {
+unsigned spqr_layout_code(const spqr_qview *v, uint32_t r, uint32_t j) {
     return r < v->rows && j < v->cols ? spqr_bits_get(v->codes + (uint64_t)r * v->lay.code_stride, j, v->wbits) : 0;
 }
 
@@ -67,8 +66,7 @@ static void put_pair(uint32_t *w, unsigned W, unsigned q, unsigned c0, unsigned 
     w[q / per] |= c0 << o | c1 << (16 + o);
 }
 
-/* Puts the codes of group-sum register (G, i) of an m-tile into its words (the inverse of spqr_gsum_pair). */
-static void put_gsum(uint32_t *w, unsigned W, unsigned G, unsigned i, unsigned c0, unsigned c1) {
+void spqr_gsum_put(uint32_t *w, unsigned W, unsigned G, unsigned i, unsigned c0, unsigned c1) {
     unsigned k, b;
     spqr_gsum_reg(W, G, i, &k, &b);
     if (b == 15) {
@@ -87,7 +85,7 @@ static void fill_gsum(const spqr_qview *v, spqr_mma_layout *L, uint32_t rt, uint
         for (unsigned G = 0; G < 8; G++)
             for (unsigned i = 0; i < 4; i++) {
                 const uint32_t r = rt * 32 + mt * 16 + gl + 8 * (i & 1), j = u * 128 + 16 * G + 4 * t + 2 * (i >> 1);
-                put_gsum(w + mt * 2 * W, W, G, i, code_at(v, r, j), code_at(v, r, j + 1));
+                spqr_gsum_put(w + mt * 2 * W, W, G, i, spqr_layout_code(v, r, j), spqr_layout_code(v, r, j + 1));
             }
     for (unsigned k = 0; k < 4 * W; k++) L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4] = w[k];
     /* lane L's fields: row L of the tile, its 8 groups */
@@ -152,7 +150,7 @@ static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_lay
                 for (unsigned q = 0; q < 64; q++) {
                     const unsigned kc = q >> 5, mt = (q >> 4) & 1, h = (q >> 3) & 1, p = q & 7;
                     const uint32_t r = rt * 32 + mt * 16 + h * 8 + gl, j = u * 128 + kc * 64 + 16 * t + 2 * p;
-                    put_pair(w, W, q, code_at(v, r, j), code_at(v, r, j + 1));
+                    put_pair(w, W, q, spqr_layout_code(v, r, j), spqr_layout_code(v, r, j + 1));
                 }
                 for (unsigned k = 0; k < 4 * W; k++) L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4] = w[k];
                 if (!sp) continue;

@@ -126,6 +126,12 @@ void spqr_mma_free(spqr_mma_layout *L);
 /* Bytes of the arrays one product reads (codes, fields, qq, outliers, perm). */
 uint64_t spqr_mma_bytes(const spqr_mma_layout *L);
 
+/* For the layout builders (mma_layout.c, stream_layout.c): the code of (row, stored column), 0 outside
+ * the matrix; and the inverse of spqr_gsum_pair, putting codes c0, c1 of group-sum register (G, i) into
+ * an m-tile's (v8) or an atom's (v10) words. */
+unsigned spqr_layout_code(const spqr_qview *v, uint32_t r, uint32_t j);
+void spqr_gsum_put(uint32_t *w, unsigned W, unsigned G, unsigned i, unsigned c0, unsigned c1);
+
 /* ---- index helpers shared with the kernel ------------------------------------------------------ */
 
 /* The fp16-magic word (1024 + c0) | (1024 + c1) << 16 of pair q from a lane's 4W words. */

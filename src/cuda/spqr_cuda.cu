@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cuda/mma_layout.h"
+#include "cuda/stream_layout.h"
 #include "cuda/act8_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
 
@@ -241,7 +242,8 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
     const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
     const int want_gsum = (layouts & SPQR_CUDA_LAYOUT_GSUM) && spqr_gsum_supported(v);
-    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma && !want_gsum)) {
+    const int want_stream = (layouts & SPQR_CUDA_LAYOUT_STREAM) && spqr_stream_supported(v);
+    if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma && !want_gsum && !want_stream)) {
         const uint8_t *base = v->codes - v->lay.codes; /* the blob */
         cudaError_t e = up(&m->blob, base, v->lay.size);
         if (e != cudaSuccess) { spqr_cuda_qmatrix_free(m); return spqr_set_err(err, SPQR_E_IO, "cuda: upload: %s", cudaGetErrorString(e)); }
@@ -275,6 +277,13 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_mma_free(&L);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
     }
+    if (want_stream) {
+        spqr_stream_layout L;
+        spqr_status st = spqr_stream_build(v, &L, err);
+        if (!st) st = spqr_cuda_stream_upload(&L, &m->stream, err);
+        spqr_stream_free(&L);
+        if (st) { spqr_cuda_qmatrix_free(m); return st; }
+    }
     *out = m;
     return SPQR_OK;
 }
@@ -290,19 +299,21 @@ extern "C" void spqr_cuda_qmatrix_free(spqr_cuda_qmatrix *m) {
     cudaFree(m->a8codes);
     spqr_cuda_mma_free(m->mma);
     spqr_cuda_mma_free(m->gsum);
+    spqr_cuda_stream_free(m->stream);
     free(m);
 }
 
 extern "C" int spqr_cuda_supports(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
     return algo == SPQR_CUDA_TILED ? m->tiled : algo == SPQR_CUDA_FUSED ? m->fused : algo == SPQR_CUDA_ACT8 ? m->a8codes != NULL
            : algo == SPQR_CUDA_MMA ? m->mma != NULL
-           : algo == SPQR_CUDA_GSUM ? m->gsum != NULL : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
+           : algo == SPQR_CUDA_GSUM ? m->gsum != NULL : algo == SPQR_CUDA_STREAM ? m->stream != NULL : algo == SPQR_CUDA_AUTO ? 1 : m->has_raw;
 }
 
 extern "C" uint64_t spqr_cuda_weight_bytes(const spqr_cuda_qmatrix *m, spqr_cuda_algo algo) {
     if (algo == SPQR_CUDA_FUSED || algo == SPQR_CUDA_ACT8) return m->bytes_fused;
     if (algo == SPQR_CUDA_MMA) return m->mma ? m->mma->bytes : 0;
     if (algo == SPQR_CUDA_GSUM) return m->gsum ? m->gsum->bytes : 0;
+    if (algo == SPQR_CUDA_STREAM) return m->stream ? spqr_cuda_stream_bytes(m->stream) : 0;
     if (algo == SPQR_CUDA_GENERIC || !m->tiled) return m->bytes_raw;
     return m->bytes_tiled;
 }
@@ -754,7 +765,8 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
         if (m->mma && (n > 2 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA; /* v5 up to 2: run 19 */
         else algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
     }
-    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_ACT8 && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM && !m->has_raw)
+    if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_ACT8 && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM &&
+        algo != SPQR_CUDA_STREAM && !m->has_raw)
         return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     const __half *x = (const __half *)x_dev;
     switch (algo) {
@@ -773,6 +785,9 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
     case SPQR_CUDA_GSUM:
         if (!m->gsum) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no group-sum layout");
         return spqr_cuda_mma_matmul(c, m->gsum, x, 0, n, y_dev, err);
+    case SPQR_CUDA_STREAM:
+        if (!m->stream) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no streaming layout");
+        return spqr_cuda_stream_matmul(c, m->stream, x, 0, n, y_dev, err);
     case SPQR_CUDA_GENERIC: return run_generic(c, m, x, 0, n, y_dev, err);
     case SPQR_CUDA_DEQUANT: return run_dequant(c, m, x, n, y_dev, err);
     default: return spqr_set_err(err, SPQR_E_ARG, "cuda: unknown algorithm %d", (int)algo);

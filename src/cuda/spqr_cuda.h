@@ -46,6 +46,17 @@
  *                      for it: cuda/act8_layout.h), then y += s·(dx·Σ − z·gq) in fp32; outliers with
  *                      the fp32 x. Equals spqr_qtiles_gemv_act8_ref up to summation order. The matrices
  *                      of FUSED; needs SPQR_CUDA_LAYOUT_ACT8. Never picked by AUTO (other numerics).
+ *   SPQR_CUDA_STREAM   (v10) the streaming GEMV (cuda/stream_layout.h): each block's weights are records
+ *                      streamed into shared memory by the copy engine (cp.async.bulk) through a ring
+ *                      of stages, from a producer warp that never waits for the previous kernel
+ *                      (programmatic dependent launch: the next product's weights are in flight
+ *                      while this one computes); consumer warps run mma.sync on the exact codes
+ *                      (group sums Σ code·x in fp32 accumulators, fp16 x) and apply the statistics
+ *                      in fp32 as the reference decoder; outliers as fp16 deltas; stream-K over
+ *                      16 x 256 super-atoms with a deterministic reduction of shared row tiles;
+ *                      passes of up to 8 activations; SpQR with β1 = 16, q <= 4, β2 % 16 == 0,
+ *                      wbits 2..4. Measured slower than FUSED and ACT8 at n = 1 (bench/cuda/README.md,
+ *                      runs 21-24): the lab and the tests run it, AUTO never picks it
  *   SPQR_CUDA_AUTO     n <= 2: FUSED when built (faster than MMA there on the H200); MMA when built
  *                      for 2 < n <= 16 (any n without the storage layout); else n <= 8: FUSED, else
  *                      TILED, else GENERIC; n > 8: DEQUANT
@@ -69,14 +80,16 @@ typedef enum spqr_cuda_algo {
     SPQR_CUDA_MMA = 5,
     SPQR_CUDA_GSUM = 6,
     SPQR_CUDA_ACT8 = 7,
+    SPQR_CUDA_STREAM = 8,
 } spqr_cuda_algo;
 
 /* Device layouts an upload builds (spqr_cuda_upload_ex). RAW: the file's blob (GENERIC, and what
  * TILED and DEQUANT read besides their arrays); TILED: TILED and DEQUANT; FUSED: FUSED alone;
- * MMA: MMA alone; GSUM: GSUM alone; ACT8: FUSED and ACT8 (FUSED's arrays plus ACT8's code words). */
+ * MMA: MMA alone; GSUM: GSUM alone; ACT8: FUSED and ACT8 (FUSED's arrays plus ACT8's code words);
+ * STREAM: STREAM alone. */
 enum {
     SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_GSUM = 16,
-    SPQR_CUDA_LAYOUT_ACT8 = 32, SPQR_CUDA_LAYOUT_ALL = 63
+    SPQR_CUDA_LAYOUT_ACT8 = 32, SPQR_CUDA_LAYOUT_STREAM = 64, SPQR_CUDA_LAYOUT_ALL = 127
 };
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */

@@ -57,6 +57,7 @@
     } while (0)
 
 struct spqr_cuda_mma; /* v7's device arrays (spqr_cuda_mma.cu, layout in cuda/mma_layout.h) */
+struct spqr_cuda_stream; /* v10's device arrays (spqr_cuda_stream.cu, layout in cuda/stream_layout.h) */
 
 struct spqr_cuda_ctx {
     cudaStream_t stream;
@@ -70,6 +71,8 @@ struct spqr_cuda_ctx {
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
                       * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused) */
     int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
+    int stream_grid; /* v10: blocks per product, 0 = the default (spqr_cuda_stream.cu; a lab knob) */
+    int stream_nw;   /* v10: consumer warps per block, 8, 16 (n = 1) or 24; 0 = the default (a lab knob) */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
@@ -105,6 +108,7 @@ struct spqr_cuda_qmatrix {
     uint4 *a8codes;     /* v9's code words (act8_layout.h), laid out as fcodes; NULL: not built */
     spqr_cuda_mma *mma; /* the MMA (v7) layout, or NULL */
     spqr_cuda_mma *gsum; /* the group-sum (v8) layout, or NULL */
+    spqr_cuda_stream *stream; /* the streaming (v10) layout, or NULL */
     int has_raw;        /* the storage-layout blob was uploaded */
     uint64_t bytes_tiled, bytes_raw, bytes_fused;
 };
@@ -216,5 +220,20 @@ extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d);
  * tensor cores, statistics in fp32. Uses the context's workspace (partial sums; pre-gathered x). */
 extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
                                             spqr_error *err);
+
+/* v10, the streaming kernel (spqr_cuda_stream.cu). The counters make one matrix unsafe to run on two
+ * streams at once. */
+struct spqr_stream_layout;
+/* Uploads a host layout (synchronous; L is not retained). */
+extern "C" spqr_status spqr_cuda_stream_upload(const struct spqr_stream_layout *L, spqr_cuda_stream **out, spqr_error *err);
+extern "C" void spqr_cuda_stream_free(spqr_cuda_stream *d);
+/* Bytes of the arrays one product reads (spqr_stream_bytes). */
+extern "C" uint64_t spqr_cuda_stream_bytes(const spqr_cuda_stream *d);
+/* Y = X Wᵀ: x fp16 (or fp32 when xf32) [n][cols] in the original column order, y fp32 [n][rows], device
+ * pointers; passes of up to 8 activations (fewer when x does not fit in shared memory), launched with
+ * programmatic dependent launch when the context's pdl is on. Uses the context's workspace (the partial
+ * sums of row tiles shared between blocks). */
+extern "C" spqr_status spqr_cuda_stream_matmul(spqr_cuda_ctx *c, const spqr_cuda_stream *d, const void *x, int xf32, int n, float *y,
+                                               spqr_error *err);
 
 #endif

@@ -21,6 +21,12 @@
  *            spqr_cuda_ctx_set_act8 (n = 1; n = 2, 3, 5 must keep exact activations: 2e-4 against
  *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep); and
  *            against W·x within 2e-2 (it is that product, with rounded activations).
+ *   stream:  v10 (records streamed into shared memory, exact codes on the tensor cores, fp32 statistics;
+ *            the reference uses the same fp16 x) 3e-4 (the fp16 outlier deltas), each n twice (the
+ *            counters), also on 1 block (the stage ring wraps, outliers past the shared-memory capacity)
+ *            and on 7 blocks (row tiles split between blocks), without PDL, with 8 and 16 consumer warps
+ *            (16: one activation a pass), bit-identical on repeated
+ *            calls, and with fp32 x (2e-3 against W·x: x is rounded to fp16).
  *   v6:      the split-K kernel (spqr_cuda_v6.cu) on the fused layout, 1, 4 and 8 warps per block, at every n
  *            above (fp16 x) and n in {1, 3, 5} (fp32 x), called twice per n (its chunk counters must reset),
  *            tolerance 2e-4 as FUSED.
@@ -36,6 +42,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/spqr_cuda.h"
+#include "cuda/spqr_cuda_internal.cuh"
 #include "cuda/spqr_cuda_v6.cuh"
 extern "C" {
 #include "kernels/qtiles.h"
@@ -61,6 +68,22 @@ static double rel_l2(const float *y, const T *ref, size_t n) {
     }
     const double e = sqrt(num / (den > 0 ? den : 1));
     return isfinite(e) ? e : INFINITY;
+}
+
+static double as_double(float v) { return v; }
+static double as_double(__half v) { return __half2float(v); }
+
+/* W·x in double for n activations: W [rows][cols] row-major, x [n][cols]; result [n][rows]. */
+template <class T>
+static std::vector<double> w_times_x(const std::vector<float> &W, const T *x, int n, uint32_t rows, uint32_t cols) {
+    std::vector<double> y((size_t)n * rows);
+    for (int b = 0; b < n; b++)
+        for (uint32_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (uint32_t j = 0; j < cols; j++) s += (double)W[(size_t)r * cols + j] * as_double(x[(size_t)b * cols + j]);
+            y[(size_t)b * rows + r] = s;
+        }
+    return y;
 }
 
 #define CUDA_OK(x)                                                                                          \
@@ -117,13 +140,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     std::vector<__half> xh((size_t)NMAX * cols);
     uint64_t rng = seed * 7 + 3;
     for (auto &v : xh) v = __float2half((float)(2 * synth_uniform(&rng) - 1));
-    std::vector<double> ref((size_t)NMAX * rows);
-    for (int b = 0; b < NMAX; b++)
-        for (uint32_t r = 0; r < rows; r++) {
-            double s = 0;
-            for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * __half2float(xh[(size_t)b * cols + j]);
-            ref[(size_t)b * rows + r] = s;
-        }
+    const std::vector<double> ref = w_times_x(Wref, xh.data(), NMAX, rows, cols);
     __half *xd;
     float *yd;
     CUDA_OK(cudaMalloc(&xd, xh.size() * 2));
@@ -133,24 +150,35 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     const spqr_cuda_algo FUSED_WHOLE = (spqr_cuda_algo)104; /* test-local: FUSED with ctx->fused_mode = 1 */
     const spqr_cuda_algo FUSED_NOPDL = (spqr_cuda_algo)105; /* test-local: FUSED with ctx->pdl = 0 */
     const spqr_cuda_algo FUSED_PREP = (spqr_cuda_algo)106;  /* test-local: FUSED with ctx->xprep = 1 */
+    /* test-local: STREAM on 1 block (a ring that wraps, every shared tile, outliers past the shared-memory
+     * capacity read from global memory), on 7 blocks (tiles split between blocks), without PDL */
+    const spqr_cuda_algo STREAM_G1 = (spqr_cuda_algo)107, STREAM_G7 = (spqr_cuda_algo)108, STREAM_NOPDL = (spqr_cuda_algo)109;
+    const spqr_cuda_algo STREAM_W8 = (spqr_cuda_algo)110, STREAM_W16 = (spqr_cuda_algo)111; /* 8 consumer warps (two blocks per SM), 16 (n = 1) */
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
         {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {FUSED_PREP, "fused-prep", 2e-4},
         {SPQR_CUDA_MMA, "mma", 1e-3},
-        {SPQR_CUDA_GSUM, "gsum", 3e-4}};
+        {SPQR_CUDA_GSUM, "gsum", 3e-4},
+        {SPQR_CUDA_STREAM, "stream", 3e-4}, {STREAM_G1, "stream-g1", 3e-4}, {STREAM_G7, "stream-g7", 3e-4}, {STREAM_NOPDL, "stream-nopdl", 3e-4},
+        {STREAM_W8, "stream-w8", 3e-4}, {STREAM_W16, "stream-w16", 3e-4}};
     const int fused = spqr_cuda_supports(m, SPQR_CUDA_FUSED), mma = spqr_cuda_supports(m, SPQR_CUDA_MMA), gsum = spqr_cuda_supports(m, SPQR_CUDA_GSUM);
-    printf("  layouts: fused %d, mma %d, gsum %d\n", fused, mma, gsum);
+    const int stream = spqr_cuda_supports(m, SPQR_CUDA_STREAM);
+    printf("  layouts: fused %d, mma %d, gsum %d, stream %d\n", fused, mma, gsum, stream);
     for (const auto &al : algs) {
         if (al.a == SPQR_CUDA_TILED && !tiled) continue;
         if ((al.a == SPQR_CUDA_FUSED || al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP) && !fused) continue;
         ctx->fused_mode = al.a == FUSED_WHOLE ? 1 : 0; /* v5 on whole column tiles instead of half tiles */
-        ctx->pdl = al.a != FUSED_NOPDL;                /* programmatic dependent launch (the default) or not */
+        const bool st_var = al.a == STREAM_G1 || al.a == STREAM_G7 || al.a == STREAM_NOPDL || al.a == STREAM_W8 || al.a == STREAM_W16;
+        if ((al.a == SPQR_CUDA_STREAM || st_var) && !stream) continue;
+        ctx->pdl = al.a != FUSED_NOPDL && al.a != STREAM_NOPDL; /* programmatic dependent launch (the default) or not */
         ctx->xprep = al.a == FUSED_PREP ? 1 : -1;      /* x prepared once per product by k_prep_x, or as dispatched */
-        const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP ? SPQR_CUDA_FUSED : al.a;
+        ctx->stream_grid = al.a == STREAM_G1 ? 1 : al.a == STREAM_G7 ? 7 : 0;
+        ctx->stream_nw = al.a == STREAM_W8 ? 8 : al.a == STREAM_W16 ? 16 : 0;
+        const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP ? SPQR_CUDA_FUSED : st_var ? SPQR_CUDA_STREAM : al.a;
         if (al.a == SPQR_CUDA_MMA && !mma) continue;
         if (al.a == SPQR_CUDA_GSUM && !gsum) continue;
         double worst = 0;
-        for (int rep = 0; rep < (al.a == SPQR_CUDA_MMA || al.a == SPQR_CUDA_GSUM ? 2 : 1); rep++)
+        for (int rep = 0; rep < (al.a == SPQR_CUDA_MMA || al.a == SPQR_CUDA_GSUM || algo == SPQR_CUDA_STREAM ? 2 : 1); rep++)
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
             if (spqr_cuda_matmul(ctx, m, algo, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
@@ -167,6 +195,44 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     ctx->fused_mode = 0;
     ctx->pdl = 1;
     ctx->xprep = -1;
+    ctx->stream_grid = 0;
+    ctx->stream_nw = 0;
+    /* v10: bit-identical results from call to call (the shared tiles' pieces are added in block order);
+     * fp32 x (rounded to fp16 in the kernel: 2e-3 against W·x) */
+    if (stream) {
+        std::vector<float> y1((size_t)8 * rows);
+        bool same = true;
+        for (int n : {1, 3, 8}) {
+            for (int rep = 0; rep < 2; rep++) {
+                if (spqr_cuda_matmul(ctx, m, SPQR_CUDA_STREAM, xd, n, yd, &er)) { printf("FAIL %s stream repeat: %s\n", name, er.msg); n_fail++; break; }
+                CUDA_OK(cudaDeviceSynchronize());
+                CUDA_OK(cudaMemcpy(rep ? yh.data() : y1.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+            }
+            same = same && !memcmp(y1.data(), yh.data(), (size_t)n * rows * 4);
+        }
+        report(same, name, "stream repeated calls differ (bits)", same ? 0 : 1, 0);
+        std::vector<float> xf((size_t)8 * cols);
+        uint64_t rngs = seed * 19 + 1;
+        for (auto &v : xf) v = (float)(2 * synth_uniform(&rngs) - 1);
+        float *xfd;
+        CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
+        CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+        double worst = 0;
+        for (int n : {1, 3, 8}) {
+            const std::vector<double> rf = w_times_x(Wref, xf.data(), n, rows, cols);
+            CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+            if (spqr_cuda_stream_matmul(ctx, m->stream, xfd, 1, n, yd, &er)) { printf("FAIL %s stream f32 n=%d: %s\n", name, n, er.msg); n_fail++; continue; }
+            CUDA_OK(cudaDeviceSynchronize());
+            CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+            const double e = rel_l2(yh.data(), rf.data(), (size_t)n * rows);
+            char what[64];
+            snprintf(what, sizeof what, "stream f32 n=%d rel err", n);
+            report(e <= 2e-3, name, what, e, 2e-3);
+            worst = fmax(worst, e);
+        }
+        printf("  %-8s max rel err %.2e (tol 2e-3), repeated calls %s\n", "stream32", worst, same ? "bit-identical" : "DIFFER");
+        cudaFree(xfd);
+    }
     /* v9: 8-bit activations, against the CPU's act8 product of the same x (fp16 x, then fp32 x) */
     if (spqr_cuda_supports(m, SPQR_CUDA_ACT8)) {
         spqr_qtiles *qt = spqr_qtiles_build(&sm.view);
@@ -178,13 +244,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
         std::vector<float> xs(cols), dx(cols / 16 + 1), gq(cols / 16 + 1), ya((size_t)NMAX * rows);
         std::vector<int8_t> xq(cols);
-        std::vector<double> rexact((size_t)5 * rows); /* W·x of the first 5 fp32 activations: the exact-activation checks */
-        for (int b = 0; b < 5; b++)
-            for (uint32_t r = 0; r < rows; r++) {
-                double rr = 0;
-                for (uint32_t j = 0; j < cols; j++) rr += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
-                rexact[(size_t)b * rows + r] = rr;
-            }
+        const std::vector<double> rexact = w_times_x(Wref, xf.data(), 5, rows, cols); /* the exact-activation checks */
         double worst[2] = {0, 0}, worst_exact = 0;
         for (int mode = 0; mode < 3 && qt; mode++) { /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2: fp32 x as dispatched */
             const int f32 = mode == 2;
@@ -237,13 +297,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         std::vector<float> xf((size_t)8 * cols);
         uint64_t rng6 = seed * 13 + 5;
         for (auto &v : xf) v = (float)(2 * synth_uniform(&rng6) - 1);
-        std::vector<double> reff((size_t)8 * rows);
-        for (int b = 0; b < 8; b++)
-            for (uint32_t r = 0; r < rows; r++) {
-                double s = 0;
-                for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
-                reff[(size_t)b * rows + r] = s;
-            }
+        const std::vector<double> reff = w_times_x(Wref, xf.data(), 8, rows, cols);
         float *xfd;
         CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
@@ -278,13 +332,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     {
         std::vector<float> xf((size_t)NMAX * cols);
         for (auto &v : xf) v = (float)(2 * synth_uniform(&rng) - 1);
-        std::vector<double> reff((size_t)NMAX * rows);
-        for (int b = 0; b < NMAX; b++)
-            for (uint32_t r = 0; r < rows; r++) {
-                double s = 0;
-                for (uint32_t j = 0; j < cols; j++) s += (double)Wref[(size_t)r * cols + j] * xf[(size_t)b * cols + j];
-                reff[(size_t)b * rows + r] = s;
-            }
+        const std::vector<double> reff = w_times_x(Wref, xf.data(), NMAX, rows, cols);
         float *xfd;
         CUDA_OK(cudaMalloc(&xfd, xf.size() * 4));
         CUDA_OK(cudaMemcpy(xfd, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
