@@ -570,12 +570,20 @@ static void check_stream(spqr_file_tensor *t, const char *what) {
         for (uint32_t k = L.osa[s] + 1; k < L.osa[s + 1]; k++) unsorted += (L.oent[k] & 0xfffu) <= (L.oent[k - 1] & 0xfffu); /* row << 8 | col */
     CHECKF(unsorted == 0, "%s: %d outlier entries out of (row, column) order", what, unsorted);
     /* the partition: every SA in exactly one block, block_of the inverse of block_start */
-    for (uint32_t G = 1; G <= 9; G += 4) {
+    for (uint32_t G = 1; G <= 29; G += 4) {
         if (G > L.nsa) break;
         int badp = 0;
         for (uint32_t b = 0; b < G; b++)
             for (uint64_t s = spqr_stream_block_start(L.nsa, G, b); s < spqr_stream_block_start(L.nsa, G, b + 1); s++) badp += spqr_stream_block_of(L.nsa, G, s) != b;
         CHECKF(badp == 0 && spqr_stream_block_start(L.nsa, G, G) == L.nsa, "%s: block partition (G = %u) wrong for %d SAs", what, G, badp);
+        uint32_t pieces = 1; /* the most blocks a row tile is split between: within the workspace stride */
+        for (uint64_t rt = 0; rt < L.nrt; rt++) {
+            uint32_t first, last;
+            spqr_stream_tile_blocks(L.nsa, G, L.nk, rt, &first, &last);
+            if (last - first + 1 > pieces) pieces = last - first + 1;
+        }
+        CHECKF(pieces <= spqr_stream_pieces_max(L.nsa, G, L.nk), "%s: %u pieces a tile, bound %u (G = %u)", what, pieces,
+               spqr_stream_pieces_max(L.nsa, G, L.nk), G);
     }
     const int n = 3;
     float *x = malloc((size_t)n * cols * sizeof *x), *ref = malloc((size_t)rows * cols * sizeof *ref);

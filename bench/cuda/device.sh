@@ -9,6 +9,10 @@
 # run_models           the GPU model against the CPU for each MODEL_SPECS entry "FILE:ARGS" (FILE in B;
 #                      missing ones skipped) on wikitext2-test.txt (from B, else D): model.log, its
 #                      verdicts appended to L. MODEL_TIMEOUT per model (default 60 s).
+# run_tests PATTERN N  the GPU tests (TEST_TIMEOUT, default 200 s; NO_TEST=1 skips): test.log, its FAIL lines
+#                      and its last N lines matching PATTERN or "passed" appended to L.
+# run_lab FLAG KERNELS the lab with FLAG and LAB_ARGS (LAB_TIMEOUT, default 300 s; NO_LAB=1 skips): lab.log,
+#                      lab.csv, its SpQR w3 β16/16 and cuBLAS rows of the KERNELS pattern appended to L.
 # sass_hist NAME:SYM…  the SASS of each kernel SYM (mangled) of $B/spqr-cuda-lab into sass-NAME.txt, its
 #                      instruction count and top opcodes appended to L.
 # ncu_kernels FLAGS NAME:SYM…  Nsight Compute (clocks left alone) on the first launch of each kernel SYM in
@@ -73,4 +77,19 @@ ncu_kernels() {
         echo "ncu ${k%%:*}:" >> "$L"
         grep -E "Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Compute \(SM\)|Issued Warp|No Eligible|inst_executed|Executed Ipc|SM Active|Stall" "$OUT/ncu-${k%%:*}.txt" | head -20 >> "$L"
     done
+}
+
+run_tests() {
+    [ "${NO_TEST:-0}" = 0 ] || return 0
+    stamp test
+    timeout ${TEST_TIMEOUT:-200} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
+    grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "$1|passed" "$OUT/test.log" | tail -$2 >> "$L"
+}
+
+run_lab() {
+    [ "${NO_LAB:-0}" = 0 ] || return 0
+    stamp lab
+    timeout ${LAB_TIMEOUT:-300} $B/spqr-cuda-lab $1 ${LAB_ARGS:-} --csv "$OUT/lab.csv" > "$OUT/lab.log" 2>&1; echo "lab rc=$?" >> "$L"
+    grep -E "roofline|device|FAIL" "$OUT/lab.log" >> "$L"
+    grep -E "cublas16|$2" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
 }

@@ -184,10 +184,8 @@ __global__ void k_read(const uint4 *p, size_t n, unsigned *out) {
 /* The floors: nothing (read = 0) or a read of arrays a and b (uint4 counts na, nb), grid-stride, with
  * v5's programmatic-dependent-launch handshake. */
 __global__ void k_floor(const uint4 *a, size_t na, const uint4 *b, size_t nb, unsigned *out, int read) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+    pdl_launch_dependents();
+    pdl_wait();
     if (!read) return;
     unsigned s = 0;
     const size_t st = (size_t)gridDim.x * blockDim.x;

@@ -16,20 +16,11 @@ device_start 10
 V10=_Z8k_streamILi3ELi1ELi24EEv7st_args
 V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
 
-if [ "${NO_TEST:-0}" = 0 ]; then
-    stamp test
-    timeout ${TEST_TIMEOUT:-200} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
-    grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "  stream|passed" "$OUT/test.log" | tail -16 >> "$L"
-fi
+run_tests "  stream" 16
 
 SASS_TOP=24 sass_hist v10:$V10 v9:$V9
 
-if [ "${NO_LAB:-0}" = 0 ]; then
-    stamp lab
-    timeout ${LAB_TIMEOUT:-300} $B/spqr-cuda-lab --v10 ${LAB_ARGS:-} --csv "$OUT/lab.csv" > "$OUT/lab.log" 2>&1; echo "lab rc=$?" >> "$L"
-    grep -E "roofline|device|FAIL" "$OUT/lab.log" >> "$L"
-    grep -E "cublas16|v5-|v7-|v9-|v10-|floor-" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
-fi
+run_lab --v10 "v5-|v7-|v9-|v10-|floor-"
 
 [ "${NO_MODEL:-0}" = 0 ] && run_models
 

@@ -16,20 +16,12 @@ device_start 9
 V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0EEv5fargs
 V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
 
-if [ "${NO_TEST:-0}" = 0 ]; then
-    stamp test
-    timeout ${TEST_TIMEOUT:-200} $B/spqr-cuda-test > "$OUT/test.log" 2>&1; echo "test rc=$?" >> "$L"
-    grep -E "FAIL" "$OUT/test.log" | head -20 >> "$L"; grep -E "  act8|passed" "$OUT/test.log" | tail -14 >> "$L"
-fi
+run_tests "  act8" 14
 
 sass_hist v5:$V5 v9:$V9
 
-if [ "${NO_LAB:-0}" = 0 ]; then
-stamp lab
-timeout ${LAB_TIMEOUT:-250} $B/spqr-cuda-lab --v9 ${LAB_ARGS:-} --csv "$OUT/lab.csv" > "$OUT/lab.log" 2>&1; echo "lab rc=$?" >> "$L"
-grep -E "roofline|device" "$OUT/lab.log" >> "$L"
-grep -E "cublas16|v5-|v7-|v9-|floor-" "$OUT/lab.log" | grep -E "spqr-w3-b16-16|dense" >> "$L"
-fi
+: "${LAB_TIMEOUT:=250}"
+run_lab --v9 "v5-|v7-|v9-|floor-"
 
 [ "${NO_MODEL:-0}" = 0 ] && run_models
 

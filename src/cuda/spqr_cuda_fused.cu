@@ -83,14 +83,10 @@ __device__ __forceinline__ void put_column(float t, int j, int b, int cpad, floa
  * for the previous kernel (the producer of x) with programmatic dependent launch. */
 template <int B, bool A8>
 __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+    pdl_launch_dependents();
     const int cpad = a.nct * 256, j = blockIdx.x * 256 + threadIdx.x;
     const int pj = j < a.cols ? (a.perm ? __ldg(a.perm + j) : j) : -1;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+    pdl_wait();
     float *xg = img + (size_t)cpad * B;
     int8_t *xq = (int8_t *)xg;
     float2 *dxg = (float2 *)(xq + (size_t)cpad * B);
@@ -147,10 +143,8 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
     /* Programmatic dependent launch (sm_90): let the next kernel's blocks be scheduled now, and wait
      * for the previous kernel (which may write x) only after this block's first weight loads are
      * in flight. Both are no-ops when the launch did not ask for it. */
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+    pdl_launch_dependents();
+    pdl_wait();
 
     if (a.xprep) { /* the x arrays from k_prep_x: a copy */
         uint4 t[2];

@@ -145,6 +145,32 @@ __device__ __forceinline__ float raw_weight(const spqr_cuda_qmatrix &m, const ui
     return __fmul_rn(s, __fsub_rn((float)c, z));
 }
 
+/* The low / high fp16 half of a word as float. */
+__device__ __forceinline__ float h2f_lo(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v & 0xffffu))); }
+__device__ __forceinline__ float h2f_hi(uint32_t v) { return __half2float(__ushort_as_half((unsigned short)(v >> 16))); }
+
+/* d += A·B, mma.sync m16n8k16 (fp16 A, B; fp32 accumulators). Not volatile: a pure function of its
+ * operands, so the compiler may interleave independent chains. */
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Programmatic dependent launch (sm_90; no-ops when the launch did not ask for it): let the next
+ * kernel's blocks be scheduled, and wait until the previous kernel has finished and its writes are
+ * visible. */
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 /* Index of pair jp in the lane-interleaved x layout (without the activation factor). */
 __host__ __device__ __forceinline__ uint32_t xp_inter(uint32_t jp) {
     const uint32_t q = jp >> 6, p = (jp >> 4) & 3, t = jp & 15;

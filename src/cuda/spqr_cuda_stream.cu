@@ -49,7 +49,7 @@ struct st_args {
     float *y, *part;
     unsigned *cnt;
     unsigned long long T;
-    int rows, cols, nk, G, n, b0, xf32, xvec, q, rb, ns, ocap, osacap, pmax;
+    int rows, cols, nk, G, n, b0, xf32, xvec, q, rb, ns, ocap, pmax;
     unsigned off_x16, off_X, off_ring, off_oent, off_osa, off_qs, off_rs, off_red, off_bar, red_tiles;
 };
 
@@ -82,25 +82,9 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
                  "r"(bytes), "r"(smem_u32(b))
                  : "memory");
 }
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
 /* the NW consumer warps' barrier (named barrier 1; the producer warp never joins it) */
 template <int NW>
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;\n" ::"n"(NW * 32) : "memory"); }
-
-__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 /* (a & b) | c in one LOP3 (with constant b and c the compiler emits two, one immediate each) */
 __device__ __forceinline__ uint32_t lop_and_or(uint32_t a, uint32_t b, uint32_t c) {
@@ -123,7 +107,6 @@ __device__ __forceinline__ uint32_t st_pair(const uint32_t *w, int G, int i) {
 
 /* an exact small integer (< 2^23) as float: one LOP3 and one FADD */
 __device__ __forceinline__ float u2f(uint32_t c) { return __uint_as_float(0x4B000000u | c) - 8388608.f; }
-__device__ __forceinline__ float h2f(uint32_t bits16) { return __half2float(__ushort_as_half((unsigned short)(bits16 & 0xffffu))); }
 
 /* ---- the kernel ----------------------------------------------------------------------------------- */
 
@@ -147,7 +130,7 @@ __device__ __forceinline__ void st_sa(const st_args &a, const uint8_t *rec, int 
         const int g16 = lane >> 1, part = lane & 1;
         const uint32_t hv = ((const uint32_t *)(fp + 128 + spqr_stream_fieldb_bytes(Q)))[2 * g16 + part];
         const int o = (int)spqr_gsum_o(W, g16 & 7);
-        const float f0 = h2f(hv), f1 = h2f(hv >> 16), F = __int_as_float((127 + o) << 23), iF = __int_as_float((127 - o) << 23); /* 2^o, 2^-o */
+        const float f0 = h2f_lo(hv), f1 = h2f_hi(hv), F = __int_as_float((127 + o) << 23), iF = __int_as_float((127 - o) << 23); /* 2^o, 2^-o */
         float2 c;
         if (part == 0) { c.x = f0 * iF; c.y = -c.x * f1; }
         else { c.x = f0 * F; c.y = fmaf(-c.x, f1, 1024.f); }
@@ -264,20 +247,17 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
         mbar_expect_tx(obar, on * 4);
         bulk_copy(osa_s, a.osa + oa0, on * 4, obar);
         const uint32_t o0 = __ldg(a.osa + s0), o1 = __ldg(a.osa + s1);
-        for (int st = 0; st < nst; st++) {
-            const int buf = st % a.ns;
-            if (st == a.ns) { /* the outlier entries, once the first stages are on their way */
+        for (int st = 0; st <= nst; st++) {
+            if (st == min(nst, a.ns)) { /* the outlier entries, once the first stages are on their way */
                 const uint32_t ea = o0 & ~3u, eb = (o1 + 3) & ~3u;
                 if (eb > ea && (int)(eb - ea) <= a.ocap) { mbar_expect_tx(obar + 1, (eb - ea) * 4); bulk_copy(oent_s, a.oent + ea, (eb - ea) * 4, obar + 1); }
             }
+            if (st == nst) break;
+            const int buf = st % a.ns;
             if (st >= a.ns) mbar_wait(empty + buf, ((st / a.ns) - 1) & 1);
             const int cnt = min(NW, nsa - st * NW);
             mbar_expect_tx(full + buf, (unsigned)(cnt * RB));
             bulk_copy(ring + (size_t)buf * NW * RB, a.recs + (s0 + (uint64_t)st * NW) * RB, (unsigned)(cnt * RB), full + buf);
-        }
-        if (nst <= a.ns) {
-            const uint32_t ea = o0 & ~3u, eb = (o1 + 3) & ~3u;
-            if (eb > ea && (int)(eb - ea) <= a.ocap) { mbar_expect_tx(obar + 1, (eb - ea) * 4); bulk_copy(oent_s, a.oent + ea, (eb - ea) * 4, obar + 1); }
         }
         return;
     }
@@ -320,7 +300,7 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
                 const uint4 u = __ldg((const uint4 *)((const __half *)a.x + xo));
                 const uint32_t uw[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
-                for (int k = 0; k < 8; k++) v[k] = h2f(uw[k >> 1] >> (16 * (k & 1)));
+                for (int k = 0; k < 8; k++) v[k] = h2f_lo(uw[k >> 1] >> (16 * (k & 1)));
             } else {
 #pragma unroll
                 for (int k = 0; k < 8; k++)
@@ -338,7 +318,7 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
         const uint32_t hw[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
         float sx = 0.f;
 #pragma unroll
-        for (int k = 0; k < 8; k++) { sx += h2f(hw[k]); sx += h2f(hw[k] >> 16); }
+        for (int k = 0; k < 8; k++) { sx += h2f_lo(hw[k]); sx += h2f_hi(hw[k]); }
         X[i] = sx;
     }
     consumers_sync<NW>();
@@ -377,7 +357,7 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
                 const uint32_t k = k0 + lane;
                 const uint32_t e = k < e1 ? ent[k] : 0u;
                 const int row = k < e1 ? (int)((e >> 8) & 15u) : 16, col = kc * 256 + (int)(e & 255u);
-                const float d = h2f(e >> 16);
+                const float d = h2f_hi(e);
                 float v[NB];
 #pragma unroll
                 for (int bb = 0; bb < NB; bb++) v[bb] = d * __half2float(x16[(size_t)bb * Kpad + col]);
@@ -413,7 +393,8 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
         float v = 0.f;
 #pragma unroll
         for (int w = 0; w < NW; w++) v += red[(((size_t)tl * NW + w) * 16 + row) * NB + bb];
-        const uint32_t first = spqr_stream_block_of(a.T, a.G, rt * a.nk), last = spqr_stream_block_of(a.T, a.G, rt * a.nk + a.nk - 1);
+        uint32_t first, last;
+        spqr_stream_tile_blocks(a.T, a.G, a.nk, rt, &first, &last);
         if (first == last) {
             const int r = (int)rt * 16 + row;
             if (r < a.rows && a.b0 + bb < a.n) a.y[(size_t)(a.b0 + bb) * a.rows + r] = v;
@@ -425,7 +406,8 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
     consumers_sync<NW>();
     if (tid < 2 && ntl > 0) { /* the first and the last tile may be shared */
         const uint64_t rt = tid == 0 ? rt0 : rt0 + ntl - 1;
-        const uint32_t first = spqr_stream_block_of(a.T, a.G, rt * a.nk), last = spqr_stream_block_of(a.T, a.G, rt * a.nk + a.nk - 1);
+        uint32_t first, last;
+        spqr_stream_tile_blocks(a.T, a.G, a.nk, rt, &first, &last);
         s_last[tid] = 0;
         if (first != last && (tid == 0 || ntl > 1)) s_last[tid] = atomicAdd(a.cnt + rt, 1u) == last - first;
     }
@@ -433,7 +415,8 @@ __global__ void __launch_bounds__((NW + 1) * 32, NW == 8 ? 2 : 1) k_stream(const
     for (int k = 0; k < 2; k++) {
         if (!s_last[k] || ntl == 0) continue;
         const uint64_t rt = k == 0 ? rt0 : rt0 + ntl - 1;
-        const uint32_t first = spqr_stream_block_of(a.T, a.G, rt * a.nk), last = spqr_stream_block_of(a.T, a.G, rt * a.nk + a.nk - 1);
+        uint32_t first, last;
+        spqr_stream_tile_blocks(a.T, a.G, a.nk, rt, &first, &last);
         __threadfence();
         for (int i = tid; i < 16 * NB; i += nthr) {
             const int row = i / NB, bb = i % NB, r = (int)rt * 16 + row;
@@ -486,13 +469,12 @@ static size_t st_plan(const spqr_cuda_stream *d, int NB, int NW, uint32_t G, int
     auto take = [&](size_t bytes, size_t align) { o = (o + align - 1) / align * align; size_t r = o; o += bytes; return (unsigned)r; };
     a->ns = ns;
     a->ocap = ocap;
-    a->osacap = (int)(per + 12);
     a->red_tiles = (unsigned)(per / d->nk + 2);
     a->off_ring = take((size_t)ns * NW * d->rec_bytes, 128);
     a->off_x16 = take(Kpad * 2 * NB, 16);
     a->off_X = take(Kpad / 16 * 4 * NB, 16);
     a->off_oent = take((size_t)ocap * 4, 16);
-    a->off_osa = take((size_t)a->osacap * 4, 16);
+    a->off_osa = take((size_t)(per + 12) * 4, 16); /* the block's SA offsets, copied from a 16-byte boundary */
     a->off_qs = take((size_t)NW * 16 * 16, 16);
     a->off_rs = take((size_t)NW * 16 * NB * 4, 16);
     a->off_red = take((size_t)a->red_tiles * NW * 16 * NB * 4, 16);
@@ -559,12 +541,7 @@ extern "C" spqr_status spqr_cuda_stream_matmul(spqr_cuda_ctx *c, const spqr_cuda
     int NBmax = NW == 16 ? 1 : 8;
     while (NBmax > 1 && !st_plan(d, NBmax, NW, G, 2, ocap, &a)) NBmax /= 2;
     if (!st_plan(d, NBmax, NW, G, 2, ocap, &a)) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: %u columns exceed the streaming kernel's shared memory", d->cols);
-    /* pieces per row tile (the partial-sum workspace's stride) */
-    uint32_t pmax = 1;
-    for (uint64_t rt = 0; rt < d->nrt; rt++) {
-        const uint32_t p = spqr_stream_block_of(T, G, rt * d->nk + d->nk - 1) - spqr_stream_block_of(T, G, rt * d->nk) + 1;
-        if (p > pmax) pmax = p;
-    }
+    const uint32_t pmax = spqr_stream_pieces_max(T, G, d->nk); /* the partial-sum workspace's stride */
     spqr_status st = spqr_cuda_ws_reserve(c, (size_t)d->nrt * pmax * 16 * NBmax * 4, err);
     if (st) return st;
     a.recs = d->recs; a.osa = d->osa; a.oent = d->oent; a.iperm = d->iperm; a.x = x; a.y = y; a.part = (float *)c->ws; a.cnt = d->cnt;

@@ -111,6 +111,20 @@ SPQR_HD uint32_t spqr_stream_field(const uint8_t *f, unsigned q, unsigned r, uns
 SPQR_HD uint64_t spqr_stream_block_start(uint64_t T, uint32_t G, uint32_t b) { return T * b / G; }
 SPQR_HD uint32_t spqr_stream_block_of(uint64_t T, uint32_t G, uint64_t s) { return (uint32_t)(((s + 1) * G - 1) / T); }
 
+/* The first and last block holding SAs of row tile rt (nk SAs a tile); they differ when the tile is
+ * shared between blocks. */
+SPQR_HD void spqr_stream_tile_blocks(uint64_t T, uint32_t G, uint32_t nk, uint64_t rt, uint32_t *first, uint32_t *last) {
+    *first = spqr_stream_block_of(T, G, rt * nk);
+    *last = spqr_stream_block_of(T, G, rt * nk + nk - 1);
+}
+
+/* A bound on the blocks any row tile is split between (the partial-sum workspace's stride): every block
+ * holds at least ⌊T/G⌋ SAs, so the inner blocks of a tile's nk SAs number at most (nk − 2)/⌊T/G⌋. */
+SPQR_HD uint32_t spqr_stream_pieces_max(uint64_t T, uint32_t G, uint32_t nk) {
+    const uint64_t m = T / G < 1 ? 1 : T / G;
+    return (uint32_t)((nk - 1) / m + 2);
+}
+
 #ifdef __cplusplus
 }
 #endif
