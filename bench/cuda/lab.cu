@@ -26,7 +26,10 @@
  *               v5 and v9 as dispatched prepare x once per product by a small kernel where the blocks'
  *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
  *               every block copies it): v5-gather, v9-gather are the same kernels with each block
- *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block
+ *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block;
+ *               v9-sz: v9 at n = 1 with the first work unit's statistics computed before the wait for
+ *               x; v9-flag: k_prep_x hands x over through a counter the blocks spin on, not at the
+ *               kernel boundary; v9-szflag: both (ctx->fused_pv; spqr_cuda_fused.cu; not yet measured)
  *   v10 stream  records of 16 x 256 super-atoms streamed into shared memory by a producer warp (bulk
  *               copies, a ring of stages; with PDL the next product's weights are in flight while this
  *               one computes), exact codes on the tensor cores with fp32 statistics (as v8), stream-K
@@ -43,7 +46,7 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--v10] [--trace] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
@@ -51,8 +54,11 @@
  *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
  *   --v9     only cuBLAS, v5 (n <= 8), v9, the floors and v7 (default S; no v8) (implies --fast)
  *   --v10    only cuBLAS, v5 and v9 (n <= 2), the floors, v7 (n >= 4) and v10 (implies --fast)
+ *   --trace  only cuBLAS, v5, v9 and its variants (n <= 2) and the floors, and for SpQR w3 the timeline
+ *            of one product of each at n = 1 inside its timing graph (trace_fused)
  */
 #include <algorithm>
+#include <string>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,8 +333,86 @@ static void run_stream_kernel(FILE *csv, const char *shape, const cfg &cf, const
     for (auto d : ds) spqr_cuda_stream_free(d);
 }
 
+/* min / median / max of v (µs: ns / 1000) as "a / b / c". */
+static std::string qstat(std::vector<double> v) {
+    char b[64];
+    if (v.empty()) return "-";
+    std::sort(v.begin(), v.end());
+    snprintf(b, sizeof b, "%.2f / %.2f / %.2f", v.front() / 1e3, v[v.size() / 2] / 1e3, v.back() / 1e3);
+    return b;
+}
+
+/* --trace: the timeline of one v5/v9 product (n = 1) inside the timing graph of NC products (ctx->trace;
+ * records as SPQR_TRACE_REC says): for the middle product, the global timer at each event relative to
+ * its first block's start (min / median / max over blocks; over warps for the tile loop's end), the
+ * next product's first start, and per block the SM clock's median phase lengths. */
+static void trace_fused(const char *shape, const char *alg, spqr_cuda_ctx *ctx, const std::vector<spqr_cuda_qmatrix *> &ms, spqr_cuda_algo id,
+                        const __half *xd, float *yd, cudaStream_t st) {
+    const int NC = (int)ms.size(), nb = (int)ms[0]->nrt;
+    if (NC < 3 || nb > SPQR_TRACE_BLOCKS) { printf("trace %s %s: needs 3 products and at most %d blocks\n", shape, alg, SPQR_TRACE_BLOCKS); return; }
+    const size_t per = (size_t)(SPQR_TRACE_BLOCKS + 64) * SPQR_TRACE_REC;
+    unsigned long long *td;
+    CHECK(cudaMalloc(&td, per * NC * 8));
+    CHECK(cudaMemset(td, 0, per * NC * 8));
+    spqr_error er;
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < NC; i++) {
+        ctx->trace = td + i * per;
+        OKE(spqr_cuda_matmul(ctx, ms[i], id, xd, 1, yd, &er), er);
+    }
+    ctx->trace = NULL;
+    CHECK(cudaStreamEndCapture(st, &g));
+    CHECK(cudaGraphInstantiate(&ge, g, 0));
+    for (int i = 0; i < 3; i++) CHECK(cudaGraphLaunch(ge, st));
+    CHECK(cudaStreamSynchronize(st));
+    std::vector<unsigned long long> h(per * NC);
+    CHECK(cudaMemcpy(h.data(), td, h.size() * 8, cudaMemcpyDeviceToHost));
+    CHECK(cudaGraphExecDestroy(ge)); CHECK(cudaGraphDestroy(g)); CHECK(cudaFree(td));
+    const int i = NC / 2;
+    auto rec = [&](int op, int b) { return &h[op * per + (size_t)b * SPQR_TRACE_REC]; };
+    auto t0_of = [&](int op) { unsigned long long t = ~0ull; for (int b = 0; b < nb; b++) t = std::min(t, rec(op, b)[0]); return (double)t; };
+    const double t0 = t0_of(i);
+    std::vector<double> ev[4], loop, pr[3], c_wait, c_x, c_loop, c_loopmax, c_tail;
+    for (int b = 0; b < nb; b++) {
+        const unsigned long long *r = rec(i, b);
+        for (int k = 0; k < 4; k++) ev[k].push_back((double)r[2 * k] - t0);
+        double lm = 0;
+        std::vector<double> cl;
+        for (int w = 0; w < 32; w++) {
+            if (!r[2 * (4 + w)]) continue;
+            loop.push_back((double)r[2 * (4 + w)] - t0);
+            cl.push_back((double)(r[2 * (4 + w) + 1] - r[5]));
+            lm = std::max(lm, (double)r[2 * (4 + w) + 1]);
+        }
+        std::sort(cl.begin(), cl.end());
+        c_wait.push_back((double)(r[3] - r[1]));
+        c_x.push_back((double)(r[5] - r[3]));
+        if (!cl.empty()) { c_loop.push_back(cl[cl.size() / 2]); c_loopmax.push_back(cl.back()); c_tail.push_back((double)r[7] - lm); }
+    }
+    for (int b = 0; b < 64; b++) {
+        const unsigned long long *r = rec(i, SPQR_TRACE_BLOCKS + b);
+        if (!r[0]) continue;
+        for (int k = 0; k < 3; k++) pr[k].push_back((double)r[2 * k] - t0);
+    }
+    double prev_end = 0;
+    for (int b = 0; b < nb; b++) prev_end = std::max(prev_end, (double)rec(i - 1, b)[6] - t0);
+    auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v.empty() ? 0.0 : v[v.size() / 2]; };
+    printf("trace %s %s, product %d of %d (µs from its first block's start; min / median / max):\n", shape, alg, i, NC);
+    if (!pr[0].empty())
+        printf("  k_prep_x (%zu blocks): start %s | past the wait %s | end %s\n", pr[0].size(), qstat(pr[0]).c_str(), qstat(pr[1]).c_str(),
+               qstat(pr[2]).c_str());
+    printf("  blocks (%d): start %s | past the wait %s | x ready %s | tile loop done (warps) %s | end %s\n", nb, qstat(ev[0]).c_str(),
+           qstat(ev[1]).c_str(), qstat(ev[2]).c_str(), qstat(loop).c_str(), qstat(ev[3]).c_str());
+    printf("  previous product's last block end %.2f, next product's first block start %.2f\n", prev_end / 1e3, (t0_of(i + 1) - t0) / 1e3);
+    printf("  SM cycles per block (median): start to past the wait %.0f, x %.0f, tile loop %.0f (its last warp %.0f), last warp to end %.0f\n",
+           med(c_wait), med(c_x), med(c_loop), med(c_loopmax), med(c_tail));
+    fflush(stdout);
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0, trace = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -338,8 +422,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--v8")) fast = v7 = v8 = 1;
         else if (!strcmp(argv[i], "--v9")) fast = v7 = v8 = v9 = 1;
         else if (!strcmp(argv[i], "--v10")) fast = v7 = v8 = v9 = v10 = 1;
+        else if (!strcmp(argv[i], "--trace")) fast = v7 = v8 = v9 = trace = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--csv FILE]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--v56|--v7|--v8|--v9|--v10|--trace] [--csv FILE]\n", argv[0]); return 2; }
     }
     if (spqr_cuda_device_count() <= 0) { printf("SKIPPED: no CUDA device\n"); return 0; }
     cudaDeviceProp prop;
@@ -446,18 +531,19 @@ int main(int argc, char **argv) {
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
                                 {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}, {"v5-whole", 301}, {"v5-nopdl", 302},
-                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v5-gather", 303}, {"v9-gather", 304},
+                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v9-sz", 305}, {"v9-flag", 306}, {"v9-szflag", 307}, {"v5-gather", 303}, {"v9-gather", 304},
                                 {"v9-w4", 314}, {"v9-w8", 318}, {"v9-w16", 326}, {"v9-w32", 342},
                                 {"floor-empty", 401}, {"floor-v5grid", 402}, {"floor-read", 403}};
             for (const alg &al : algs) {
                 const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302, isfloor = al.id > 400;
                 const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350;
-                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || wsweep;
+                const int pv = al.id >= 305 && al.id <= 307 ? al.id - 304 : 0;
+                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || pv || wsweep;
                 if ((isfloor || a8 || gather) && (!v9 || !m0->a8codes)) continue;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
                 if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
                 if (v9 && (whole || nopdl)) continue;
-                if (v10 && (gather || wsweep)) continue;
+                if ((v10 || trace) && (gather || wsweep)) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
                 const int id = a8 ? SPQR_CUDA_ACT8 : isv6 || whole || nopdl || isfloor || gather ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 && al.id < 200 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
@@ -465,6 +551,7 @@ int main(int argc, char **argv) {
                 ctx->pdl = !nopdl;               /* v5-nopdl: without programmatic dependent launch */
                 ctx->xprep = gather ? 0 : -1;    /* v5-gather, v9-gather: each block gathers x (no k_prep_x) */
                 ctx->fused_nw = wsweep ? al.id - 310 : 0; /* v9-w<k>: k warps per block (n = 1, half tiles) */
+                ctx->fused_pv = pv;              /* v9-sz, v9-flag, v9-szflag (n = 1) */
                 if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
                 if (al.id > 100 && al.id < 200 && cf.full != 1) continue;
                 if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && al.id < 200))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
@@ -486,8 +573,8 @@ int main(int argc, char **argv) {
                     if (v7 && n > 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     if ((id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 8) continue;
-                    if ((isfloor || wsweep) && n > 1) continue;
-                    if (v10 && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 2) continue;
+                    if ((isfloor || wsweep || pv) && n > 1) continue;
+                    if ((v10 || trace) && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 2) continue;
                     /* v5's grid for the floors: its row tiles, its warps per block at n = 1 */
                     int fw = 32;
                     while (fw > 4 && ((uint64_t)m0->nrt * fw > (uint64_t)prop.multiProcessorCount * 32 || fw > 2 * (int)m0->nct)) fw /= 2;
@@ -523,8 +610,11 @@ int main(int argc, char **argv) {
                            100 * bytes / us / 1e3 / read_gbs, sp_, e, e < 2e-3 ? "" : "  <-- CHECK FAILED");
                     if (csv) fprintf(csv, "%u,%u,%s,%s,%d,%.3f,%.1f,%.4f,%.3f,%.3e,%.0f\n", rows, cols, cf.name, al.name, n, us, bytes / us / 1e3, bytes / us / 1e3 / read_gbs, sp_, e, bytes);
                     fflush(stdout);
+                    if (trace && n == 1 && cf.full == 1 && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && !isfloor && !isv6)
+                        trace_fused(shape, al.name, ctx, ms, (spqr_cuda_algo)id, xd, yd, st);
                 }
                 ctx->fused_mode = 0;
+                ctx->fused_pv = 0;
                 ctx->pdl = 1;
                 ctx->xprep = -1;
                 ctx->fused_nw = 0;
@@ -552,7 +642,7 @@ int main(int argc, char **argv) {
                 }
                 spqr_stream_free(&L);
             }
-            if (spqr_mma_supported(&sm.view) && !v56) {
+            if (spqr_mma_supported(&sm.view) && !v56 && !trace) {
                 std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                     : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
                 if (v10 && cf.kind == SPQR_TK_SPQR) { /* v7 where v10 does not run (n > 8) and at 4, 8 for comparison */

@@ -44,6 +44,7 @@ extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     if (!c) return;
     cublasDestroy(c->blas);
     cudaFree(c->ws);
+    cudaFree(c->fflag);
     free(c);
 }
 

@@ -19,6 +19,8 @@ struct fargs {
     float *y;
     const uint4 *xprep; /* NULL: each block gathers x itself; else k_prep_x's image of the shared x arrays */
     int rows, cols, nct, n, b0, qq_gs, row_blocks, xf32, prep_n; /* prep_n: uint4 of that image */
+    unsigned long long *trace; /* the lab's timeline (ctx->trace), NULL: off */
+    unsigned *flag;            /* PV bit 1: [0] k_prep_x blocks done, [1] fused blocks done (zero between products) */
 };
 
 __device__ __forceinline__ uint32_t word_of(const uint4 *cw, int wi) {
@@ -83,10 +85,13 @@ __device__ __forceinline__ void put_column(float t, int j, int b, int cpad, floa
  * for the previous kernel (the producer of x) with programmatic dependent launch. */
 template <int B, bool A8>
 __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
+    unsigned long long *tr = a.trace && threadIdx.x == 0 ? a.trace + (size_t)(SPQR_TRACE_BLOCKS + blockIdx.x) * SPQR_TRACE_REC : NULL;
+    if (tr) trace_stamp(tr, 0);
     pdl_launch_dependents();
     const int cpad = a.nct * 256, j = blockIdx.x * 256 + threadIdx.x;
     const int pj = j < a.cols ? (a.perm ? __ldg(a.perm + j) : j) : -1;
     pdl_wait();
+    if (tr) trace_stamp(tr, 1);
     float *xg = img + (size_t)cpad * B;
     int8_t *xq = (int8_t *)xg;
     float2 *dxg = (float2 *)(xq + (size_t)cpad * B);
@@ -95,6 +100,12 @@ __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
     for (int b = 0; b < B; b++) v[b] = (pj >= 0 && a.b0 + b < a.n) ? ldx(a, b, pj) : 0.f;
 #pragma unroll
     for (int b = 0; b < B; b++) put_column<B, A8>(v[b], j, b, cpad, img, xg, xq, dxg);
+    if (a.flag) { /* publish this block's part of the image: the fused blocks wait for a.nct of these */
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) atomicAdd(a.flag, 1u);
+    }
+    if (tr) trace_stamp(tr, 2, v[0]);
 }
 
 /* y[b0 + b][r] for the block's 32 rows, b < B. Shared memory: xs [cpad][B] fp32, xg [cpad/16][B]
@@ -105,10 +116,18 @@ __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
  * spqr_act8_quantize does (dx = max|x| / 127, xq = rint(x / dx), gq = dx · Σ xq), so that per
  * (row, group) Σ c · xq is four exact IDP4A, and y += s · (dx · Σ − z · gq) as
  * spqr_qtiles_gemv_act8_ref; outliers use the fp32 x. Shared memory then: xs, xq int8 [B][cpad],
- * dxg float2 [B][cpad/16] (dx, gq), red. */
-template <int W, bool Q3, int B, bool HALF, bool A8>
+ * dxg float2 [B][cpad/16] (dx, gq), red.
+ * PV (v9 at B = 1 on half tiles with a.xprep; lab variants after run 25, not yet run on a GPU):
+ * bit 0: the first unit's statistics s, z of its groups are computed as soon as its words arrive,
+ * before the wait for x;
+ * bit 1: no griddepcontrol.wait: thread 0 spins until the a.nct k_prep_x blocks have published
+ * their parts (a.flag[0], which transitively waits for x's producer, since they wait for it before
+ * publishing), the image is copied bypassing L1 (it was written during this kernel's life), and the
+ * last block to finish (a.flag[1]) resets both counters for the next product. */
+template <int W, bool Q3, int B, bool HALF, bool A8, int PV = 0>
 __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) k_fused(fargs a) {
     constexpr int NU = HALF ? W : 2 * W, NS = Q3 ? 3 : 4, GPU = HALF ? 8 : 16; /* uint4 and groups per work unit */
+    static_assert(!PV || (A8 && HALF && B == 1), "PV: v9, one activation, half tiles");
     extern __shared__ float4 smem4[];
     const int cpad = a.nct * 256;
     float *xs = (float *)smem4, *xg = xs + (size_t)cpad * B, *red = xg + (size_t)(cpad / 16) * B;
@@ -116,6 +135,8 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
     float2 *dxg = (float2 *)(xq + (size_t)cpad * B);    /* A8: [B][cpad / 16] */
     if (A8) red = (float *)(dxg + (size_t)(cpad / 16) * B);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    unsigned long long *tr = a.trace && threadIdx.x == 0 ? a.trace + (size_t)blockIdx.x * SPQR_TRACE_REC : NULL;
+    if (tr) trace_stamp(tr, 0);
     const int rt = blockIdx.x, r = rt * 32 + lane;
     /* qq row block of this half-warp's rows (lanes 0-15 and 16-31 each lie in one β2 block) */
     int rq = rt * 32 + (lane & 16);
@@ -138,21 +159,57 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         qv = __ldg(a.qq + qrow + tile * 16 + (lane & 15));
     };
     if (un < nunits) load(un);
+    /* this lane's qq (its half-warp's β2 block, group lane & 15 of the tile) as (ss, −ss·sz, zs, −zs·zz) */
+    auto qdec = [&]() {
+        const float ss = h2f_lo(qv.x), zs = h2f_lo(qv.y);
+        return make_float4(ss, -ss * h2f_hi(qv.x), zs, -zs * h2f_hi(qv.y)); /* exact: 11 x 11 bits */
+    };
+    /* s, z of group 8 hh + i (HALF) or i of the tile: q from lane (half-warp | group), the codes from sw */
+    auto stats = [&](const float4 &q, int i, int hh, float &s, float &z) {
+        const int src = (lane & 16) | (8 * hh + i);
+        const float ss = __shfl_sync(0xffffffffu, q.x, src), nsz = __shfl_sync(0xffffffffu, q.y, src);
+        const float zs = __shfl_sync(0xffffffffu, q.z, src), nzz = __shfl_sync(0xffffffffu, q.w, src);
+        const uint32_t f = HALF ? (hh ? stat_field<Q3>(sw, i + 8) : stat_field<Q3>(sw, i)) : stat_field<Q3>(sw, i);
+        const uint32_t sc = Q3 ? f & 7u : f & 15u, zc = Q3 ? f >> 3 : f >> 4;
+        s = fmaf((float)sc, ss, nsz), z = fmaf((float)zc, zs, nzz);
+    };
+    float s0[PV & 1 ? GPU : 1], z0[PV & 1 ? GPU : 1]; /* PV bit 0: the first unit's, before the wait */
+    if ((PV & 1) && un < nunits) {
+        const float4 q = qdec();
+        float dep = 0.f;
+#pragma unroll
+        for (int i = 0; i < GPU; i++) {
+            stats(q, i, un & 1, s0[i], z0[i]);
+            dep += s0[i] + z0[i];
+        }
+        asm volatile("" ::"f"(dep)); /* computed here, before the wait below */
+    }
     uint32_t ob = 0, oe = 0; /* this row's outlier segment (weights: loaded before the wait too) */
     if (r < a.rows) { ob = __ldg(a.orp + r); oe = __ldg(a.orp + r + 1); }
     /* Programmatic dependent launch (sm_90): let the next kernel's blocks be scheduled now, and wait
      * for the previous kernel (which may write x) only after this block's first weight loads are
      * in flight. Both are no-ops when the launch did not ask for it. */
     pdl_launch_dependents();
-    pdl_wait();
+    if (PV & 2) {
+        if (threadIdx.x == 0) {
+            unsigned v;
+            do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(a.flag) : "memory");
+            while (v < (unsigned)a.nct);
+        }
+        __syncthreads();
+    } else {
+        pdl_wait();
+    }
+    if (tr) trace_stamp(tr, 1);
 
-    if (a.xprep) { /* the x arrays from k_prep_x: a copy */
+    if (a.xprep) { /* the x arrays from k_prep_x: a copy (PV bit 1: through L2 only, written while this kernel ran) */
+        auto ldimg = [&](int i) { return PV & 2 ? __ldcg(a.xprep + i) : __ldg(a.xprep + i); };
         uint4 t[2];
         const int i0 = threadIdx.x, i1 = threadIdx.x + blockDim.x;
-        if (i0 < a.prep_n) t[0] = __ldg(a.xprep + i0);
-        if (i1 < a.prep_n) t[1] = __ldg(a.xprep + i1);
+        if (i0 < a.prep_n) t[0] = ldimg(i0);
+        if (i1 < a.prep_n) t[1] = ldimg(i1);
 #pragma unroll 4
-        for (int i = i1 + blockDim.x; i < a.prep_n; i += blockDim.x) ((uint4 *)smem4)[i] = __ldg(a.xprep + i);
+        for (int i = i1 + blockDim.x; i < a.prep_n; i += blockDim.x) ((uint4 *)smem4)[i] = ldimg(i);
         if (i0 < a.prep_n) ((uint4 *)smem4)[i0] = t[0];
         if (i1 < a.prep_n) ((uint4 *)smem4)[i1] = t[1];
     } else {
@@ -187,16 +244,14 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
     if (k0 < oe) { oc0 = __ldg(a.ocol + k0); od0 = __ldg(a.od + k0); }
     if (k0 + nw < oe) { oc1 = __ldg(a.ocol + k0 + nw); od1 = __ldg(a.od + k0 + nw); }
     __syncthreads();
+    if (tr) trace_stamp(tr, 2);
 
     float acc[B];
 #pragma unroll
     for (int b = 0; b < B; b++) acc[b] = 0.f;
     while (un < nunits) {
         const int ct = HALF ? un >> 1 : un, hh = HALF ? un & 1 : 0, g0 = 8 * hh; /* first group of the unit in its tile */
-        const float q_ss = __half2float(__ushort_as_half((unsigned short)(qv.x & 0xffff)));
-        const float q_nsz = -q_ss * __half2float(__ushort_as_half((unsigned short)(qv.x >> 16))); /* exact: 11 x 11 bits */
-        const float q_zs = __half2float(__ushort_as_half((unsigned short)(qv.y & 0xffff)));
-        const float q_nzz = -q_zs * __half2float(__ushort_as_half((unsigned short)(qv.y >> 16)));
+        const float4 q = qdec();
         const float4 *x4 = (const float4 *)(xs + ((size_t)ct * 256 + 16 * g0) * B);
         const float *xgt = xg + ((size_t)ct * 16 + g0) * B;
         uint32_t uw[A8 ? 4 * NU : 1]; /* A8: the unit's words (registers once unrolled) */
@@ -205,12 +260,9 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
             for (int k = 0; k < 4 * NU; k++) uw[k] = word_of(cw, k);
 #pragma unroll
         for (int i = 0; i < GPU; i++) { /* group g0 + i of the tile = packet i/2 of cw, pairs 8*(i&1) .. +7 */
-            const int src = (lane & 16) | (g0 + i);
-            const float ss = __shfl_sync(0xffffffffu, q_ss, src), nsz = __shfl_sync(0xffffffffu, q_nsz, src);
-            const float zs = __shfl_sync(0xffffffffu, q_zs, src), nzz = __shfl_sync(0xffffffffu, q_nzz, src);
-            const uint32_t f = HALF ? (hh ? stat_field<Q3>(sw, i + 8) : stat_field<Q3>(sw, i)) : stat_field<Q3>(sw, i);
-            const uint32_t sc = Q3 ? f & 7u : f & 15u, zc = Q3 ? f >> 3 : f >> 4;
-            const float s = fmaf((float)sc, ss, nsz), z = fmaf((float)zc, zs, nzz);
+            float s, z;
+            if ((PV & 1) && un == w) s = s0[i], z = z0[i];
+            else stats(q, i, hh, s, z);
             if (A8) {
                 const uint32_t *gw = uw + (i >> 3) * 4 * W; /* whole tiles: groups 8-15 are the second unit's words */
 #pragma unroll
@@ -256,6 +308,7 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         un += nw;
         if (un < nunits) load(un);
     }
+    if (a.trace && lane == 0) trace_stamp(a.trace + (size_t)blockIdx.x * SPQR_TRACE_REC, 4 + w, acc[0]);
     /* outliers of this lane's row: warp w takes every nw-th (the first two prefetched; od = 0 past the end) */
 #pragma unroll
     for (int b = 0; b < B; b++) acc[b] = fmaf(od1, xs[(size_t)oc1 * B + b], fmaf(od0, xs[(size_t)oc0 * B + b], acc[b]));
@@ -280,6 +333,11 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
             if (lane == 0 && rr < a.rows && a.b0 + b < a.n) a.y[(size_t)(a.b0 + b) * a.rows + rr] = v;
         }
     }
+    if (PV & 2) { /* the last block resets the counters (the next product's k_prep_x waits for this kernel) */
+        __syncthreads();
+        if (threadIdx.x == 0 && atomicAdd(a.flag + 1, 1u) == gridDim.x - 1) a.flag[0] = a.flag[1] = 0;
+    }
+    if (tr) trace_stamp(tr, 3);
 }
 
 /* Shared memory of a block: the x arrays (k_prep_x's image: fused_img bytes), then red [32][nw + 1][B]. */
@@ -289,23 +347,26 @@ static size_t fused_img(const spqr_cuda_qmatrix *m, int B, bool a8) {
 }
 static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw, bool a8) { return fused_img(m, B, a8) + (size_t)32 * (nw + 1) * B * 4; }
 
-template <int W, bool Q3, int B, bool HALF, bool A8>
+template <int W, bool Q3, int B, bool HALF, bool A8, int PV = 0>
 static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStream_t st, int pdl) {
     static int attr_set = 0;
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF, A8>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF, A8, PV>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
         if (e != cudaSuccess) return e;
         attr_set = 1;
     }
     const spqr_launch l(dim3((unsigned)((a.rows + 31) / 32)), dim3((unsigned)nw * 32), smem, st, pdl);
-    return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8>, a);
+    return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8, PV>, a);
 }
 
 /* v5: B = 1, 2, 4 on half or whole tiles; v9 (A8): half tiles for B <= 2, whole tiles for B = 4 (v5's
- * default shapes; fewer template instances) */
+ * default shapes; fewer template instances); pv > 0: v9 in k_fused's PV variant pv (B = 1, half tiles) */
 template <int W, bool Q3, bool HALF, bool A8>
-static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
+static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl, int pv) {
     if (A8) {
+        if (pv == 1) return launch_fused_b<W, Q3, 1, true, true, 1>(a, nw, smem, st, pdl);
+        if (pv == 2) return launch_fused_b<W, Q3, 1, true, true, 2>(a, nw, smem, st, pdl);
+        if (pv == 3) return launch_fused_b<W, Q3, 1, true, true, 3>(a, nw, smem, st, pdl);
         if (HALF) return B == 1 ? launch_fused_b<W, Q3, 1, true, true>(a, nw, smem, st, pdl) : launch_fused_b<W, Q3, 2, true, true>(a, nw, smem, st, pdl);
         return launch_fused_b<W, Q3, 4, false, true>(a, nw, smem, st, pdl);
     }
@@ -314,14 +375,14 @@ static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cu
 }
 
 template <bool HALF, bool A8>
-static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl) {
+static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl, int pv = 0) {
     switch (m->wbits * 2 + m->f_q3) {
-    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, st, pdl);
-    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, st, pdl);
-    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, st, pdl);
-    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, st, pdl);
-    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, st, pdl);
-    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, st, pdl);
+    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
     }
 }
 
@@ -371,18 +432,26 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
     for (int b0 = 0; b0 < n; b0 += Bmax) {
         const int nb = n - b0 < Bmax ? n - b0 : Bmax, B = nb > 2 ? 4 : nb;
         fargs a = {a8 ? m->a8codes : m->fcodes, m->fstat, m->fqq, m->fperm, m->forp, m->focol, m->fodelta, x, y, NULL,
-                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32, 0};
+                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32, 0, c->trace, NULL};
         const size_t smem = shape(B); /* sets nw, half for this pass width */
+        const int pv = a8 && prep && B == 1 && half ? c->fused_pv & 3 : 0;
+        if (pv & 2) {
+            if (!c->fflag) {
+                CK(cudaMalloc(&c->fflag, 2 * sizeof(unsigned)), "counters");
+                CK(cudaMemset(c->fflag, 0, 2 * sizeof(unsigned)), "counters");
+            }
+            a.flag = c->fflag;
+        }
         /* PDL only when a block fills its SM (32 warps): the next kernel's blocks then start as this
          * one's finish; with co-resident blocks it was measured slower, whether the next kernel was let
          * in at the start or after the tile loop (bench/cuda/README.md, runs 10-11) */
-        const int pdl = c->pdl && nw == 32;
+        const int pdl = c->pdl && (nw == 32 || (pv & 2)); /* pv bit 1: its blocks spin, they do not wait */
         if (prep) {
             a.xprep = (const uint4 *)c->ws;
             a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
             CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
         }
-        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false, true>(m, a, B, nw, smem, c->stream, pdl))
+        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c->stream, pdl, pv) : launch_fused_h<false, true>(m, a, B, nw, smem, c->stream, pdl))
                            : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c->stream, pdl);
         CK(e, "fused kernel");
     }

@@ -73,6 +73,11 @@ struct spqr_cuda_ctx {
     int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
     int stream_grid; /* v10: blocks per product, 0 = the default (spqr_cuda_stream.cu; a lab knob) */
     int stream_nw;   /* v10: consumer warps per block, 8, 16 (n = 1) or 24; 0 = the default (a lab knob) */
+    int fused_pv;    /* v9 at n = 1 with k_prep_x (a lab knob): bit 0 = the first work unit's statistics
+                      * computed before the wait for x, bit 1 = k_prep_x hands x over through a counter
+                      * (fflag) instead of the kernel boundary; 0 = neither (spqr_cuda_fused.cu) */
+    unsigned *fflag; /* [2] zero between products: k_prep_x blocks done, fused blocks done (fused_pv bit 1) */
+    unsigned long long *trace; /* v5/v9 timelines (SPQR_TRACE_REC, bench/cuda/lab.cu --trace), NULL: off */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
@@ -169,6 +174,20 @@ __device__ __forceinline__ void pdl_wait() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+}
+
+/* Kernel timelines for the lab (ctx->trace; NULL otherwise): block b's record is SPQR_TRACE_REC u64 at
+ * trace + b * SPQR_TRACE_REC (b < SPQR_TRACE_BLOCKS), a helper kernel's block b (k_prep_x) at
+ * trace + (SPQR_TRACE_BLOCKS + b) * SPQR_TRACE_REC. Event k is the pair (global timer in ns, SM clock)
+ * at 2k, 2k + 1; `dep` orders the stamp after the computation of that value. */
+#define SPQR_TRACE_REC 80
+#define SPQR_TRACE_BLOCKS 1024
+__device__ __forceinline__ void trace_stamp(unsigned long long *rec, int k, float dep = 0.f) {
+    unsigned long long t, c;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) : "f"(dep) : "memory");
+    asm volatile("mov.u64 %0, %%clock64;" : "=l"(c)::"memory");
+    rec[2 * k] = t;
+    rec[2 * k + 1] = c;
 }
 
 /* Index of pair jp in the lane-interleaved x layout (without the activation factor). */

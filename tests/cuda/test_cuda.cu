@@ -19,7 +19,8 @@
  *            spqr_qtiles_gemv_act8_ref on the same permuted x): equal up to summation order, 1e-5, at
  *            every n, fp16 x through spqr_cuda_matmul and fp32 x through spqr_cuda_matmul_f32 with
  *            spqr_cuda_ctx_set_act8 (n = 1; n = 2, 3, 5 must keep exact activations: 2e-4 against
- *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep); and
+ *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep), and
+ *            in the variants of ctx->fused_pv (n = 1: statistics before the wait, x through a counter); and
  *            against W·x within 2e-2 (it is that product, with rounded activations).
  *   stream:  v10 (records streamed into shared memory, exact codes on the tensor cores, fp32 statistics;
  *            the reference uses the same fp16 x) 3e-4 (the fp16 outlier deltas), each n twice (the
@@ -246,10 +247,14 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         std::vector<int8_t> xq(cols);
         const std::vector<double> rexact = w_times_x(Wref, xf.data(), 5, rows, cols); /* the exact-activation checks */
         double worst[2] = {0, 0}, worst_exact = 0;
-        for (int mode = 0; mode < 3 && qt; mode++) { /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2: fp32 x as dispatched */
-            const int f32 = mode == 2;
-            ctx->xprep = mode == 0 ? 0 : mode == 1 ? 1 : -1;
-            for (int b = 0; b < NMAX && mode != 1; b++) { /* mode 1 has mode 0's x and so its reference */
+        /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2-4: the same in k_fused's variants (n = 1;
+         * ctx->fused_pv 1-3: statistics before the wait, x handed over through a counter, both), 5: fp32 x as
+         * dispatched */
+        for (int mode = 0; mode < 6 && qt; mode++) {
+            const int f32 = mode == 5;
+            ctx->xprep = mode == 0 ? 0 : mode < 5 ? 1 : -1;
+            ctx->fused_pv = mode >= 2 && mode <= 4 ? mode - 1 : 0;
+            for (int b = 0; b < NMAX && (mode == 0 || f32); b++) { /* modes 1-4 have mode 0's x and so its reference */
                 for (uint32_t j = 0; j < cols; j++) {
                     const size_t src = (size_t)b * cols + (sm.view.perm ? sm.view.perm[j] : (int32_t)j);
                     xs[j] = f32 ? xf[src] : __half2float(xh[src]);
@@ -274,7 +279,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                     report(en <= tn, name, what, en, tn);
                     continue;
                 }
-                snprintf(what, sizeof what, "act8 %s n=%d rel err vs CPU act8", f32 ? "f32" : mode ? "f16 prep" : "f16", n);
+                snprintf(what, sizeof what, "act8 %s n=%d rel err vs CPU act8", f32 ? "f32" : mode == 2 ? "f16 pv1" : mode == 3 ? "f16 pv2" : mode == 4 ? "f16 pv3" : mode ? "f16 prep" : "f16", n);
                 report(e <= 1e-5, name, what, e, 1e-5);
                 worst[f32] = fmax(worst[f32], e);
                 if (!f32) {
@@ -284,7 +289,13 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                 }
             }
             spqr_cuda_ctx_set_act8(ctx, 0);
+            if (ctx->fused_pv & 2) { /* the last block of each product must have reset the hand-over counters */
+                unsigned fl[2] = {1, 1};
+                CUDA_OK(cudaMemcpy(fl, ctx->fflag, sizeof fl, cudaMemcpyDeviceToHost));
+                report(fl[0] == 0 && fl[1] == 0, name, "act8 hand-over counters not reset", fl[0] + fl[1], 0);
+            }
             ctx->xprep = -1;
+            ctx->fused_pv = 0;
         }
         if (!qt) { printf("FAIL %s: qtiles_build\n", name); n_fail++; }
         printf("  act8     max rel err vs the CPU act8 product %.2e (f16 x) %.2e (f32 x) (tol 1e-5), vs W.x %.2e (tol 2e-2)\n", worst[0], worst[1],
