@@ -438,7 +438,7 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
         if (pv & 2) {
             if (!c->fflag) {
                 CK(cudaMalloc(&c->fflag, 2 * sizeof(unsigned)), "counters");
-                CK(cudaMemset(c->fflag, 0, 2 * sizeof(unsigned)), "counters");
+                CK(cudaMemsetAsync(c->fflag, 0, 2 * sizeof(unsigned), c->stream), "counters"); /* ordered before the kernels */
             }
             a.flag = c->fflag;
         }
