@@ -148,17 +148,24 @@ static spqr_cuda_qmatrix *clone(const spqr_cuda_qmatrix *m, const spqr_qview *v)
     return c;
 }
 
+/* op(0) .. op(NC - 1) captured on st into *g, instantiated; the caller destroys both. */
+template <class F>
+static cudaGraphExec_t capture_ops(int NC, cudaStream_t st, F op, cudaGraph_t *g) {
+    cudaGraphExec_t ge;
+    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < NC; i++) op(i);
+    CHECK(cudaStreamEndCapture(st, g));
+    CHECK(cudaGraphInstantiate(&ge, *g, 0));
+    return ge;
+}
+
 /* Median time (µs) of one op over NC copies: graph of NC ops, 2 warm-up + 15 timed replays. */
 template <class F>
 static double time_op(int NC, cudaStream_t st, F op) {
     for (int i = 0; i < NC; i++) op(i); /* warm-up outside capture: grows workspaces */
     CHECK(cudaStreamSynchronize(st));
     cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < NC; i++) op(i);
-    CHECK(cudaStreamEndCapture(st, &g));
-    CHECK(cudaGraphInstantiate(&ge, g, 0));
+    const cudaGraphExec_t ge = capture_ops(NC, st, op, &g);
     cudaEvent_t a, b;
     CHECK(cudaEventCreate(&a)); CHECK(cudaEventCreate(&b));
     for (int i = 0; i < 2; i++) CHECK(cudaGraphLaunch(ge, st));
@@ -356,15 +363,11 @@ static void trace_fused(const char *shape, const char *alg, spqr_cuda_ctx *ctx, 
     CHECK(cudaMemset(td, 0, per * NC * 8));
     spqr_error er;
     cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < NC; i++) {
+    const cudaGraphExec_t ge = capture_ops(NC, st, [&](int i) {
         ctx->trace = td + i * per;
         OKE(spqr_cuda_matmul(ctx, ms[i], id, xd, 1, yd, &er), er);
-    }
+    }, &g);
     ctx->trace = NULL;
-    CHECK(cudaStreamEndCapture(st, &g));
-    CHECK(cudaGraphInstantiate(&ge, g, 0));
     for (int i = 0; i < 3; i++) CHECK(cudaGraphLaunch(ge, st));
     CHECK(cudaStreamSynchronize(st));
     std::vector<unsigned long long> h(per * NC);

@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
     float2 *dxg = (float2 *)(xq + (size_t)cpad * B);    /* A8: [B][cpad / 16] */
     if (A8) red = (float *)(dxg + (size_t)(cpad / 16) * B);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    unsigned long long *tr = a.trace && threadIdx.x == 0 ? a.trace + (size_t)blockIdx.x * SPQR_TRACE_REC : NULL;
+    unsigned long long *rec = a.trace ? a.trace + (size_t)blockIdx.x * SPQR_TRACE_REC : NULL, *tr = threadIdx.x == 0 ? rec : NULL;
     if (tr) trace_stamp(tr, 0);
     const int rt = blockIdx.x, r = rt * 32 + lane;
     /* qq row block of this half-warp's rows (lanes 0-15 and 16-31 each lie in one β2 block) */
@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         un += nw;
         if (un < nunits) load(un);
     }
-    if (a.trace && lane == 0) trace_stamp(a.trace + (size_t)blockIdx.x * SPQR_TRACE_REC, 4 + w, acc[0]);
+    if (rec && lane == 0) trace_stamp(rec, 4 + w, acc[0]);
     /* outliers of this lane's row: warp w takes every nw-th (the first two prefetched; od = 0 past the end) */
 #pragma unroll
     for (int b = 0; b < B; b++) acc[b] = fmaf(od1, xs[(size_t)oc1 * B + b], fmaf(od0, xs[(size_t)oc0 * B + b], acc[b]));
