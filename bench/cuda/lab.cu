@@ -30,6 +30,10 @@
  *               v9-sz: v9 at n = 1 with the first work unit's statistics computed before the wait for
  *               x; v9-flag: k_prep_x hands x over through a counter the blocks spin on, not at the
  *               kernel boundary; v9-szflag: both (ctx->fused_pv; spqr_cuda_fused.cu; not yet measured)
+ *   v11 wide    v7's unit arithmetic on blocks of 4 row tiles x 2 warps that share one copy of the K-slice's
+ *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide (the layout's default K-slices), v11-2S (twice
+ *               as many), v11-pipe (x copied in pieces, each waited for just before the units that use it);
+ *               for batches > 8, where v7's 32-row blocks each copy x
  *   v10 stream  records of 16 x 256 super-atoms streamed into shared memory by a producer warp (bulk
  *               copies, a ring of stages; with PDL the next product's weights are in flight while this
  *               one computes), exact codes on the tensor cores with fp32 statistics (as v8), stream-K
@@ -46,7 +50,7 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--v10] [--trace] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--v10] [--v11] [--trace] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
@@ -54,6 +58,7 @@
  *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
  *   --v9     only cuBLAS, v5 (n <= 8), v9, the floors and v7 (default S; no v8) (implies --fast)
  *   --v10    only cuBLAS, v5 and v9 (n <= 2), the floors, v7 (n >= 4) and v10 (implies --fast)
+ *   --v11    only cuBLAS, v7 and v11 (n >= 2) (implies --fast)
  *   --trace  only cuBLAS, v5, v9 and its variants (n <= 2) and the floors, and for SpQR w3 the timeline
  *            of one product of each at n = 1 inside its timing graph (trace_fused)
  */
@@ -306,7 +311,7 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
     for (int i = 0; i < NC; i++) OKE(spqr_cuda_mma_upload(&L, &ds[i], &er), er);
     char name[32];
     snprintf(name, sizeof name, "%s", alg);
-    if (!strcmp(alg, "v7-mma") || !strcmp(alg, "v8-gsum")) snprintf(name, sizeof name, "%s-S%u", alg, L.S);
+    if (!strcmp(alg, "v7-mma") || !strcmp(alg, "v8-gsum") || !strcmp(alg, "v11-wide")) snprintf(name, sizeof name, "%s-S%u", alg, L.S);
     for (int n : ns) {
         auto op = [&](int i) { OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
         check_and_time(csv, shape, cf.name, name, v->rows, v->cols, n, NC, st, op, yd, Wref, xh, wb + 2.0 * n * v->cols + 4.0 * n * v->rows,
@@ -415,7 +420,7 @@ static void trace_fused(const char *shape, const char *alg, spqr_cuda_ctx *ctx, 
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0, trace = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0, v11 = 0, trace = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -425,9 +430,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--v8")) fast = v7 = v8 = 1;
         else if (!strcmp(argv[i], "--v9")) fast = v7 = v8 = v9 = 1;
         else if (!strcmp(argv[i], "--v10")) fast = v7 = v8 = v9 = v10 = 1;
+        else if (!strcmp(argv[i], "--v11")) fast = v7 = v11 = 1;
         else if (!strcmp(argv[i], "--trace")) fast = v7 = v8 = v9 = trace = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--v56|--v7|--v8|--v9|--v10|--trace] [--csv FILE]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--v56|--v7|--v8|--v9|--v10|--v11|--trace] [--csv FILE]\n", argv[0]); return 2; }
     }
     if (spqr_cuda_device_count() <= 0) { printf("SKIPPED: no CUDA device\n"); return 0; }
     cudaDeviceProp prop;
@@ -538,6 +544,7 @@ int main(int argc, char **argv) {
                                 {"v9-w4", 314}, {"v9-w8", 318}, {"v9-w16", 326}, {"v9-w32", 342},
                                 {"floor-empty", 401}, {"floor-v5grid", 402}, {"floor-read", 403}};
             for (const alg &al : algs) {
+                if (v11) break;
                 const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302, isfloor = al.id > 400;
                 const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350;
                 const int pv = al.id >= 305 && al.id <= 307 ? al.id - 304 : 0;
@@ -654,13 +661,26 @@ int main(int argc, char **argv) {
                     nv = k;
                 }
                 run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                if (v11) { /* v11 at n >= 2: the layout's K-slices, and twice as many */
+                    std::vector<int> k;
+                    for (int n : nv) if (n >= 2) k.push_back(n);
+                    ctx->mma_wide = 1;
+                    run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-wide", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                    if (cf.full == 1) {
+                        run_mma_kernel(csv, shape, cf, &sm.view, 2 * spqr_mma_default_slices(sm.view.rows, sm.view.cols, prop.multiProcessorCount), "v11-2S", k,
+                                       ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                        ctx->mma_wide = 2;
+                        run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-pipe", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                    }
+                    ctx->mma_wide = 0;
+                }
                 if (v9 && !v10 && cf.full == 1) { /* v7 with x gathered in the kernel where it fits (n <= 8; before run 18 the default) */
                     ctx->mma_pregather = 0;
                     run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-ingather", std::vector<int>{1, 2, 4, 8}, ctx, st, xd, xh, yd, Wref.data(), cub_us[si],
                                    read_gbs, prop.multiProcessorCount);
                     ctx->mma_pregather = -1;
                 }
-                if (spqr_gsum_supported(&sm.view) && !v9) {
+                if (spqr_gsum_supported(&sm.view) && !v9 && !v11) {
                     const std::vector<int> n8 = cf.full == 2 ? std::vector<int>{1} : std::vector<int>{1, 2, 4, 8};
                     run_mma_kernel(csv, shape, cf, &sm.view, 0, "v8-gsum", n8, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                     if (cf.full == 1)
@@ -671,7 +691,7 @@ int main(int argc, char **argv) {
                                    prop.multiProcessorCount);
                         }
                 }
-                if (cf.full == 1 && !v8)
+                if (cf.full == 1 && !v8 && !v11)
                     for (uint32_t S : {1u, 2u, 4u, 16u}) {
                         char an[16];
                         snprintf(an, sizeof an, "v7-S%u", S);

@@ -66,6 +66,7 @@ struct spqr_cuda_ctx {
     int fused_nw;    /* v5/v9 on half tiles: warps per block, 0 = the default width (a lab knob) */
     int mma_pregather; /* v7/v8: x pre-gathered by a kernel: 1 always, 0 only for passes > 8 or too wide for
                         * shared memory, -1 (default) also where the blocks' gathers add up (spqr_cuda_mma.cu) */
+    int mma_wide;    /* v7 passes on v11's blocks of 4 row tiles sharing x (spqr_cuda_mma.cu): 1 always, 0 never */
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block

@@ -37,6 +37,7 @@ struct mma_args {
     float *y, *part;
     unsigned *cnt;
     int rows, cols, nrt, nku, S, ups, su, gpad, gshift, rb0_div, n, b0, nb, rs, ldg, xf32;
+    int pipe; /* v11: x copied in one cp.async group per step of WIDE_KW units, each waited for just before its step */
 };
 
 /* One unit's loads for one lane. */
@@ -349,6 +350,182 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* v11: v7's arithmetic on blocks of WIDE_RT row tiles that share one copy of x (batches > 8)      */
+/* ---------------------------------------------------------------------------------------------- */
+/*
+ * v7 gives each 32-row tile its own block, so every block copies the activations of its K-slice:
+ * at 64 activations the blocks read 64 MB of x from L2 per 4096 x 4096 product against 6 MB of
+ * weights. Here a block of WIDE_RT · WIDE_KW warps takes WIDE_RT row tiles (128 rows) of one K-slice:
+ *   warp w: row tile rt = WIDE_RT · blockIdx.x + w % WIDE_RT, units su0 + w / WIDE_RT, + WIDE_KW, ...
+ *   of each sub-slice (the next unit's loads in flight), v7's unit product (mma_unit_compute);
+ *   red[r][b][32] (fp32, shared): lane = row of tile r, zeroed first; per sub-slice, while xs holds it,
+ *   the warps (r, kh) add their row's outliers for activations b ≡ kh (mod WIDE_KW), in column order;
+ *   after the K loop the warps add their fragments, kh = 0 first (deterministic), then the block writes
+ *   y, or with S > 1 its partial sums, the last block of the row-tile group (counter cnt[blockIdx.x],
+ *   reset by it) adding the S partials in slice order.
+ * x always comes pre-gathered (fp16, stored order) and the block's x is copied once per sub-slice,
+ * all of it before the first unit (a.pipe = 0) or one cp.async group per step of WIDE_KW units, each
+ * waited for (and a barrier) just before its step (a.pipe = 1); a block holds up to 226 KB of shared
+ * memory (one block per SM at 64 activations).
+ */
+#define WIDE_RT 4
+#define WIDE_KW 2
+
+/* Waits until at most n of this thread's cp.async groups are pending (the instruction takes a constant). */
+__device__ __forceinline__ void cp_async_wait_pending(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
+    }
+}
+#define WIDE_SMEM_MAX (226 * 1024) /* of the 227 KB a block may opt in to; s_last is static */
+
+template <int W, bool SP, int NT>
+__global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mma_args a) {
+    extern __shared__ float4 smem4[];
+    __half *xs = reinterpret_cast<__half *>(smem4);
+    float *red = reinterpret_cast<float *>(smem4) + ((size_t)a.nb * a.rs * 2 + 15) / 16 * 4; /* [WIDE_RT][nb][32] */
+    __shared__ int s_last;
+    const int ks = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int r = warp % WIDE_RT, kh = warp / WIDE_RT, rt = blockIdx.x * WIDE_RT + r;
+    const bool live = rt < a.nrt;
+    const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
+    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
+    for (int i = threadIdx.x; i < WIDE_RT * a.nb * 32; i += blockDim.x) red[i] = 0.f;
+    float acc[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+    uint32_t ok = 0, oend = 0;
+    if (SP && live) {
+        const size_t seg = ((size_t)rt * a.S + ks) * 32 + lane;
+        ok = __ldg(a.optr + seg);
+        oend = __ldg(a.optr + seg + 1);
+    }
+    float *rrow = red + (size_t)r * a.nb * 32 + lane; /* red[r][b][lane] at rrow[32 b] */
+    for (int su0 = u0; su0 < u1; su0 += a.su) {
+        const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
+        mma_unit<W, SP> cur;
+        int u = su0 + kh;
+        if (live && u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
+        if (a.pipe) { /* step i = units su0 + WIDE_KW i .. + WIDE_KW - 1: its x in cp.async group i */
+            const int nsteps = (su1 - su0 + WIDE_KW - 1) / WIDE_KW;
+            for (int i = 0; i < nsteps; i++) {
+                const int cc0 = i * WIDE_KW * 128, nv = (min(cc0 + WIDE_KW * 128, scols) - cc0) / 4;
+                for (int b = 0; b < a.nb; b++)
+                    for (int j = threadIdx.x; j < nv; j += blockDim.x) {
+                        const unsigned dst = (unsigned)__cvta_generic_to_shared(xs + (size_t)b * a.rs + cc0 + 4 * j);
+                        asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(a.xg + (size_t)b * a.ldg + c0 + cc0 + 4 * j));
+                    }
+                asm volatile("cp.async.commit_group;\n" ::);
+            }
+            for (int i = 0; i < nsteps; i++, u += WIDE_KW) {
+                cp_async_wait_pending(nsteps - 1 - i);
+                __syncthreads();
+                if (!live || u >= su1) continue;
+                mma_unit<W, SP> nxt;
+                const bool more = u + WIDE_KW < su1;
+                if (more) mma_load<W, SP>(a, rt, u + WIDE_KW, lane, rb, nxt);
+                mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
+                if (more) cur = nxt;
+            }
+        } else {
+            mma_fill_x(a, xs, c0, scols);
+            __syncthreads();
+        }
+        if (live) {
+            for (; u < su1; u += WIDE_KW) { /* (all done already with a.pipe) */
+                mma_unit<W, SP> nxt;
+                const bool more = u + WIDE_KW < su1;
+                if (more) mma_load<W, SP>(a, rt, u + WIDE_KW, lane, rb, nxt);
+                mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
+                if (more) cur = nxt;
+            }
+            /* this sub-slice's outliers of row (rt, lane), activations b = kh, kh + WIDE_KW, ... */
+            while (SP && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
+                uint32_t col[4];
+                float dl[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const bool in = ok + e < oend;
+                    col[e] = in ? __ldg(a.ocol + ok + e) : (uint32_t)(c0 + scols);
+                    dl[e] = in ? __half2float(a.odelta[ok + e]) : 0.f;
+                }
+                uint32_t done = 0;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    if (col[e] >= (uint32_t)(c0 + scols)) break;
+                    done++;
+                    const __half *xc = xs + col[e] - c0;
+                    for (int b = kh; b < a.nb; b += WIDE_KW) rrow[32 * b] = fmaf(dl[e], __half2float(xc[(size_t)b * a.rs]), rrow[32 * b]);
+                }
+                ok += done;
+                if (done < 4) break;
+            }
+        }
+        __syncthreads();
+    }
+    /* the fragments, kh = 0 first: element (row mt·16 + gl + 8 (e >> 1), activation nt·8 + 2t + (e & 1)) */
+    const int t = lane & 3, gl = lane >> 2;
+    for (int k = 0; k < WIDE_KW; k++) {
+        if (k == kh && live)
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int b = nt * 8 + 2 * t + (e & 1), row = mt * 16 + gl + 8 * (e >> 1);
+                        if (b < a.nb) red[((size_t)r * a.nb + b) * 32 + row] += acc[mt][nt][e];
+                    }
+        __syncthreads();
+    }
+    const int nel = WIDE_RT * a.nb * 32, rpad = a.nrt * 32;
+    /* element i of red: tile i / (32 nb), activation (i / 32) % nb, row i % 32 */
+    if (a.S == 1) {
+        for (int i = threadIdx.x; i < nel; i += blockDim.x) {
+            const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+            if (row < a.rows) a.y[(size_t)(a.b0 + b) * a.rows + row] = red[i];
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < nel; i += blockDim.x) {
+        const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+        if (row < rpad) a.part[((size_t)ks * a.nb + b) * rpad + row] = red[i];
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(a.cnt + blockIdx.x, 1u) == (unsigned)(a.S - 1);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const size_t step = (size_t)a.nb * rpad;
+    for (int i = threadIdx.x; i < nel; i += blockDim.x) {
+        const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+        if (row >= a.rows) continue;
+        const float *pp = a.part + (size_t)b * rpad + row;
+        float v = 0.f;
+        int k = 0;
+        for (; k + 4 <= a.S; k += 4) { /* loads in flight together, summed in slice order */
+            const float p0 = __ldcg(pp + k * step), p1 = __ldcg(pp + (k + 1) * step), p2 = __ldcg(pp + (k + 2) * step), p3 = __ldcg(pp + (k + 3) * step);
+            v += p0; v += p1; v += p2; v += p3;
+        }
+        for (; k < a.S; k++) v += __ldcg(pp + k * step);
+        a.y[(size_t)(a.b0 + b) * a.rows + row] = v;
+    }
+    if (threadIdx.x == 0) a.cnt[blockIdx.x] = 0u;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* v8: group sums on the tensor cores (the gsum layout of cuda/mma_layout.h), n <= 8 per pass      */
 /* ---------------------------------------------------------------------------------------------- */
 /*
@@ -596,6 +773,28 @@ static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, cudaStre
     }
 }
 
+template <int W, bool SP, int NT>
+static cudaError_t launch_wide_t(const mma_args &a, size_t smem, cudaStream_t st) {
+    static int attr_set = 0;
+    if (!attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(k_mma_wide<W, SP, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, WIDE_SMEM_MAX);
+        if (e != cudaSuccess) return e;
+        attr_set = 1;
+    }
+    k_mma_wide<W, SP, NT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, st>>>(a);
+    return cudaGetLastError();
+}
+
+template <int W, bool SP>
+static cudaError_t launch_wide_n(const mma_args &a, int NT, size_t smem, cudaStream_t st) {
+    switch (NT) {
+    case 1: return launch_wide_t<W, SP, 1>(a, smem, st);
+    case 2: return launch_wide_t<W, SP, 2>(a, smem, st);
+    case 4: return launch_wide_t<W, SP, 4>(a, smem, st);
+    default: return launch_wide_t<W, SP, 8>(a, smem, st);
+    }
+}
+
 template <int W, int NB>
 static cudaError_t launch_gsum_t(const mma_args &a, size_t smem, cudaStream_t st) {
     static int attr_set = 0;
@@ -630,7 +829,8 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     /* run 18: pre-gathering by a kernel is faster at every n on the 7B shapes (n = 8: 26 -> 19 us at 4096^2,
      * 62 -> 35 at 11008 x 4096); by default (mma_pregather < 0) where the blocks' gathers add up, as v5 */
     const int want_pg = c->mma_pregather < 0 ? (uint64_t)d->nrt * d->cols >= (1u << 18) : c->mma_pregather;
-    const int pregather = nbmax > 8 || su_max < (int)d->ups || want_pg;
+    const int wide = !d->gsum && c->mma_wide > 0; /* v11 (always pre-gathered); mma_wide 2: x pipelined per step */
+    const int pregather = nbmax > 8 || su_max < (int)d->ups || want_pg || wide;
     const size_t xg_bytes = pregather ? ((size_t)nbmax * ldg * 2 + 255) / 256 * 256 : 0;
     const size_t part_bytes = d->S > 1 ? (size_t)d->S * nbmax * rpad * 4 : 0;
     spqr_status st = spqr_cuda_ws_reserve(c, xg_bytes + part_bytes + 16, err);
@@ -641,6 +841,23 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     while ((1u << gshift) < d->gs) gshift++;
     for (int b0 = 0; b0 < n; b0 += PASS) {
         const int nb = n - b0 < PASS ? n - b0 : PASS, NT = nb <= 8 ? 1 : nb <= 16 ? 2 : nb <= 32 ? 4 : 8;
+        if (wide) { /* v11: x and red[WIDE_RT][nb][32] in up to WIDE_SMEM_MAX bytes */
+            const size_t red = (size_t)WIDE_RT * nb * 32 * 4;
+            int su = (int)(((WIDE_SMEM_MAX - red - 16) / (2 * nb) - 4) / 128);
+            if (su > (int)d->ups) su = (int)d->ups;
+            if (su < 1) su = 1;
+            const int rs = su * 128 + 4;
+            const size_t smem = ((size_t)nb * rs * 2 + 15) / 16 * 16 + red;
+            CK(spqr_cuda_gather_x16(x, xf32, b0, nb, d->cols, d->perm, ldg, xg, c->stream), "mma gather");
+            mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, xg, y, part, d->cnt,
+                          (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
+                          sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32, c->mma_wide == 2};
+            cudaError_t e = W == 2 ? (sp ? launch_wide_n<2, true>(a, NT, smem, c->stream) : launch_wide_n<2, false>(a, NT, smem, c->stream))
+                            : W == 3 ? (sp ? launch_wide_n<3, true>(a, NT, smem, c->stream) : launch_wide_n<3, false>(a, NT, smem, c->stream))
+                                     : (sp ? launch_wide_n<4, true>(a, NT, smem, c->stream) : launch_wide_n<4, false>(a, NT, smem, c->stream));
+            CK(e, "mma wide kernel");
+            continue;
+        }
         int su = (int)d->ups;
         const int fit = (MMA_XS_MAX / (2 * nb) - 4) / 128;
         if (su > fit) su = fit >= 4 ? fit / 4 * 4 : fit < 1 ? 1 : fit;
