@@ -1,16 +1,17 @@
 #!/bin/sh
 # run_v11.sh — the v11 device call (run 26): GPU tests; the lab's --v11 rows (cuBLAS, v7 and v11, the wide
-# blocks that share x, and v11-pipe, x copied in pieces; n = 1 … 64) into lab11.*; the lab's --trace rows (v5, v9 and v9's variants v9-sz,
-# v9-flag, v9-szflag at n <= 2, with the timelines) into trace.*; Nsight Compute on v11 (SpQR w3, 64
-# activations) and on v9-szflag (n = 1). NO_TEST, NO_LAB, NO_TRACE, NO_NCU skip theirs.
+# blocks that share x, and v11-pipe, x copied in pieces; n = 1 … 64) into lab11.*; the lab's --trace rows (v5, v9 and
+# v9's variants v9-sz, v9-flag, v9-szflag at n <= 2, with the timelines) into trace.log; Nsight Compute on v11 and v7
+# (SpQR w3, 64 activations, 4096 x 4096) and on v9-szflag (n = 1). NO_TEST, NO_LAB, NO_TRACE, NO_NCU skip theirs.
 # Built here and carried xz-compressed in build/dev/v11, as run_v10.sh says (build/dev/v10 -> build/dev/v11).
-# Writes under $OUT: v11.log (summary), test.log, lab11.log, lab11.csv, trace.log, trace.csv, ncu-v11.txt,
-# ncu-v9szflag.txt.
+# Writes under $OUT: v11.log (summary), test.log, lab11.log, lab11.csv, trace.log, ncu-v11.txt, ncu-v7n64.txt,
+# ncu-v9szflag.txt (the device tool brings back 8 files).
 set -u
 . bench/cuda/device.sh
 device_start 11
 V11=_Z10k_mma_wideILi3ELb1ELi8EEv8mma_args
 V9SZFLAG=_Z7k_fusedILi3ELb1ELi1ELb1ELb1ELi3EEv5fargs
+V7=_Z5k_mmaILi3ELb1ELi8EEv8mma_args   # v7 at 64 activations: SpQR took 122 us at 4096^2 in run 24, GPTQ 49, cuBLAS 15
 
 run_tests "mma-wide|mma-pipe|act8" 8
 
@@ -22,12 +23,12 @@ if [ "${NO_LAB:-0}" = 0 ]; then
 fi
 if [ "${NO_TRACE:-0}" = 0 ]; then
     stamp trace
-    timeout ${LAB_TIMEOUT:-240} $B/spqr-cuda-lab --trace --csv "$OUT/trace.csv" > "$OUT/trace.log" 2>&1; echo "trace rc=$?" >> "$L"
+    timeout ${LAB_TIMEOUT:-240} $B/spqr-cuda-lab --trace > "$OUT/trace.log" 2>&1; echo "trace rc=$?" >> "$L"
     grep -E "cublas16|v9-" "$OUT/trace.log" | grep -E "spqr-w3-b16-16|dense" | grep -E " [12] " >> "$L"
     grep -A5 "^trace" "$OUT/trace.log" >> "$L"
 fi
 
-NCU_TIMEOUT=${NCU_TIMEOUT:-150} ncu_kernels "--quick --v11" v11:$V11
+NCU_TIMEOUT=${NCU_TIMEOUT:-150} ncu_kernels "--quick --v11" v11:$V11 v7n64:$V7
 ncu_kernels "--quick --trace" v9szflag:$V9SZFLAG
 stamp done
 cat "$L"

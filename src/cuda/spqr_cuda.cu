@@ -48,6 +48,18 @@ extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     free(c);
 }
 
+cudaError_t spqr_cuda_smem_optin(spqr_cuda_ctx *c, const void *func, int bytes) {
+    for (int i = 0; i < c->n_optin; i++)
+        if (c->optin[i].func == func && c->optin[i].bytes >= bytes) return cudaSuccess;
+    const cudaError_t e = cudaFuncSetAttribute(func, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e == cudaSuccess && c->n_optin < SPQR_CUDA_OPTIN_MAX) { /* past the table: set on every launch */
+        c->optin[c->n_optin].func = func;
+        c->optin[c->n_optin].bytes = bytes;
+        c->n_optin++;
+    }
+    return e;
+}
+
 spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err) {
     if (bytes <= c->ws_size) return SPQR_OK;
     cudaStreamSynchronize(c->stream);

@@ -348,41 +348,37 @@ static size_t fused_img(const spqr_cuda_qmatrix *m, int B, bool a8) {
 static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw, bool a8) { return fused_img(m, B, a8) + (size_t)32 * (nw + 1) * B * 4; }
 
 template <int W, bool Q3, int B, bool HALF, bool A8, int PV = 0>
-static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, cudaStream_t st, int pdl) {
-    static int attr_set = 0;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_fused<W, Q3, B, HALF, A8, PV>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
-    const spqr_launch l(dim3((unsigned)((a.rows + 31) / 32)), dim3((unsigned)nw * 32), smem, st, pdl);
+static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, spqr_cuda_ctx *c, int pdl) {
+    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_fused<W, Q3, B, HALF, A8, PV>, 227 * 1024);
+    if (e != cudaSuccess) return e;
+    const spqr_launch l(dim3((unsigned)((a.rows + 31) / 32)), dim3((unsigned)nw * 32), smem, c->stream, pdl);
     return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8, PV>, a);
 }
 
 /* v5: B = 1, 2, 4 on half or whole tiles; v9 (A8): half tiles for B <= 2, whole tiles for B = 4 (v5's
  * default shapes; fewer template instances); pv > 0: v9 in k_fused's PV variant pv (B = 1, half tiles) */
 template <int W, bool Q3, bool HALF, bool A8>
-static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl, int pv) {
+static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl, int pv) {
     if (A8) {
-        if (pv == 1) return launch_fused_b<W, Q3, 1, true, true, 1>(a, nw, smem, st, pdl);
-        if (pv == 2) return launch_fused_b<W, Q3, 1, true, true, 2>(a, nw, smem, st, pdl);
-        if (pv == 3) return launch_fused_b<W, Q3, 1, true, true, 3>(a, nw, smem, st, pdl);
-        if (HALF) return B == 1 ? launch_fused_b<W, Q3, 1, true, true>(a, nw, smem, st, pdl) : launch_fused_b<W, Q3, 2, true, true>(a, nw, smem, st, pdl);
-        return launch_fused_b<W, Q3, 4, false, true>(a, nw, smem, st, pdl);
+        if (pv == 1) return launch_fused_b<W, Q3, 1, true, true, 1>(a, nw, smem, c, pdl);
+        if (pv == 2) return launch_fused_b<W, Q3, 1, true, true, 2>(a, nw, smem, c, pdl);
+        if (pv == 3) return launch_fused_b<W, Q3, 1, true, true, 3>(a, nw, smem, c, pdl);
+        if (HALF) return B == 1 ? launch_fused_b<W, Q3, 1, true, true>(a, nw, smem, c, pdl) : launch_fused_b<W, Q3, 2, true, true>(a, nw, smem, c, pdl);
+        return launch_fused_b<W, Q3, 4, false, true>(a, nw, smem, c, pdl);
     }
-    return B == 1 ? launch_fused_b<W, Q3, 1, HALF, false>(a, nw, smem, st, pdl) : B == 2 ? launch_fused_b<W, Q3, 2, HALF, false>(a, nw, smem, st, pdl)
-                                                                                         : launch_fused_b<W, Q3, 4, HALF, false>(a, nw, smem, st, pdl);
+    return B == 1 ? launch_fused_b<W, Q3, 1, HALF, false>(a, nw, smem, c, pdl) : B == 2 ? launch_fused_b<W, Q3, 2, HALF, false>(a, nw, smem, c, pdl)
+                                                                                         : launch_fused_b<W, Q3, 4, HALF, false>(a, nw, smem, c, pdl);
 }
 
 template <bool HALF, bool A8>
-static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, cudaStream_t st, int pdl, int pv = 0) {
+static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl, int pv = 0) {
     switch (m->wbits * 2 + m->f_q3) {
-    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
-    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
-    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
-    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
-    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, st, pdl, pv);
-    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, st, pdl, pv);
+    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
     }
 }
 
@@ -451,8 +447,8 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
             a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
             CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
         }
-        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c->stream, pdl, pv) : launch_fused_h<false, true>(m, a, B, nw, smem, c->stream, pdl))
-                           : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c->stream, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c->stream, pdl);
+        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c, pdl, pv) : launch_fused_h<false, true>(m, a, B, nw, smem, c, pdl))
+                           : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c, pdl);
         CK(e, "fused kernel");
     }
     return SPQR_OK;

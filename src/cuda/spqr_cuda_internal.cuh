@@ -59,6 +59,8 @@
 struct spqr_cuda_mma; /* v7's device arrays (spqr_cuda_mma.cu, layout in cuda/mma_layout.h) */
 struct spqr_cuda_stream; /* v10's device arrays (spqr_cuda_stream.cu, layout in cuda/stream_layout.h) */
 
+#define SPQR_CUDA_OPTIN_MAX 256 /* kernels whose shared-memory limit a context remembers having raised */
+
 struct spqr_cuda_ctx {
     cudaStream_t stream;
     int tiled_rpw;   /* rows per warp of the tiled kernels, 0: default (a tuning knob for the lab) */
@@ -78,6 +80,8 @@ struct spqr_cuda_ctx {
                       * computed before the wait for x, bit 1 = k_prep_x hands x over through a counter
                       * (fflag) instead of the kernel boundary; 0 = neither (spqr_cuda_fused.cu) */
     unsigned *fflag; /* [2] zero between products: k_prep_x blocks done, fused blocks done (fused_pv bit 1) */
+    struct { const void *func; int bytes; } optin[SPQR_CUDA_OPTIN_MAX]; /* spqr_cuda_smem_optin's record */
+    int n_optin;
     unsigned long long *trace; /* v5/v9 timelines (SPQR_TRACE_REC, bench/cuda/lab.cu --trace), NULL: off */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
@@ -229,6 +233,11 @@ struct spqr_launch {
  * past cols or past n; npairs pairs. x is fp16, or fp32 when xf32. */
 cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t cols, const int32_t *perm, uint32_t npairs, float2 *xp,
                                cudaStream_t st, int inter = 0, int xf32 = 0);
+
+/* Lets kernel `func` use `bytes` of dynamic shared memory (cudaFuncSetAttribute, a per-device setting:
+ * the context, which belongs to one device, remembers the kernels it has raised, so the call is made
+ * once per kernel and context rather than once per process). */
+cudaError_t spqr_cuda_smem_optin(spqr_cuda_ctx *c, const void *func, int bytes);
 
 /* Makes the context's workspace at least `bytes` (synchronizing when it grows). */
 spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err);

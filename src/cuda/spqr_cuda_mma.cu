@@ -135,6 +135,28 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
         }
 }
 
+template <int NT>
+__device__ __forceinline__ void mma_acc_zero(float (&acc)[2][NT][4]) {
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+}
+
+/* Unit u of the sub-slice starting at unit su0 (held in cur) into acc, with the loads of the warp's next
+ * unit, u + stride, issued first (into cur afterwards) when it is before su1. */
+template <int W, bool SP, int NT>
+__device__ __forceinline__ void mma_step(const mma_args &a, int rt, int u, int su0, int su1, int stride, int lane, const int (&rb)[2], const __half *xs,
+                                         mma_unit<W, SP> &cur, float (&acc)[2][NT][4]) {
+    mma_unit<W, SP> nxt;
+    const bool more = u + stride < su1;
+    if (more) mma_load<W, SP>(a, rt, u + stride, lane, rb, nxt);
+    mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
+    if (more) cur = nxt;
+}
+
 /* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols; with
  * xsum (v8), also xsum[b·(8 su) + g] = Σ of the 16 fp16 values of group g (fp32). Every load of
  * a thread is issued before its first store (cp.async in copy mode). */
@@ -233,6 +255,21 @@ __device__ __forceinline__ void mma_outliers(const mma_args &a, const __half *xs
     }
 }
 
+/* The sum of the S K-slices' partial sums of (activation b of the pass, row), in slice order (4 loads in
+ * flight), by the last block of a row tile (or v11's row-tile group) to finish. */
+__device__ __forceinline__ float mma_sum_slices(const mma_args &a, int b, int row) {
+    const size_t step = (size_t)a.nb * a.nrt * 32;
+    const float *pp = a.part + (size_t)b * a.nrt * 32 + row;
+    float v = 0.f;
+    int k = 0;
+    for (; k + 4 <= a.S; k += 4) {
+        const float p0 = __ldcg(pp + k * step), p1 = __ldcg(pp + (k + 1) * step), p2 = __ldcg(pp + (k + 2) * step), p3 = __ldcg(pp + (k + 3) * step);
+        v += p0; v += p1; v += p2; v += p3;
+    }
+    for (; k < a.S; k++) v += __ldcg(pp + k * step);
+    return v;
+}
+
 /* After red[warp][b][row] holds every warp's sums (and a __syncthreads): thread (row, opart) adds
  * the 4 warps' values and its outliers in warp order; with S = 1 it writes y, else the block's
  * partial sums, and the last block of the row tile to arrive (a counter per row tile, reset by that
@@ -274,17 +311,7 @@ __device__ __forceinline__ void mma_finish(const mma_args &a, const float *red, 
 #pragma unroll
         for (int i = 0; i < OB; i++) {
             const int b = opart + 4 * i;
-            if (b >= a.nb) continue;
-            const float *pp = a.part + (size_t)b * rpad + row;
-            const size_t step = (size_t)a.nb * rpad;
-            float v = 0.f;
-            int k = 0;
-            for (; k + 4 <= a.S; k += 4) { /* loads in flight together, summed in slice order */
-                const float p0 = __ldcg(pp + k * step), p1 = __ldcg(pp + (k + 1) * step), p2 = __ldcg(pp + (k + 2) * step), p3 = __ldcg(pp + (k + 3) * step);
-                v += p0; v += p1; v += p2; v += p3;
-            }
-            for (; k < a.S; k++) v += __ldcg(pp + k * step);
-            a.y[(size_t)(a.b0 + b) * a.rows + row] = v;
+            if (b < a.nb) a.y[(size_t)(a.b0 + b) * a.rows + row] = mma_sum_slices(a, b, row);
         }
     if (threadIdx.x == 0) a.cnt[rt] = 0u;
 }
@@ -299,12 +326,7 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
     const int u0 = ks * a.ups, u1 = min(u0 + a.ups, a.nku);
     const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
     float acc[2][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+    mma_acc_zero<NT>(acc);
     constexpr int OB = 2 * NT; /* batch columns per thread in the outlier and output steps */
     const int orow = threadIdx.x & 31;
     float oacc[OB];
@@ -323,13 +345,7 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
         if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
         mma_fill_x(a, xs, c0, scols);
         __syncthreads();
-        for (; u < su1; u += SPQR_MMA_WARPS) {
-            mma_unit<W, SP> nxt;
-            const bool more = u + SPQR_MMA_WARPS < su1;
-            if (more) mma_load<W, SP>(a, rt, u + SPQR_MMA_WARPS, lane, rb, nxt);
-            mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
-            if (more) cur = nxt;
-        }
+        for (; u < su1; u += SPQR_MMA_WARPS) mma_step<W, SP, NT>(a, rt, u, su0, su1, SPQR_MMA_WARPS, lane, rb, xs, cur, acc);
         if (SP) mma_outliers<OB>(a, xs, ok, oend, c0, c0 + scols, oacc);
         __syncthreads();
     }
@@ -399,12 +415,7 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
     for (int i = threadIdx.x; i < WIDE_RT * a.nb * 32; i += blockDim.x) red[i] = 0.f;
     float acc[2][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+    mma_acc_zero<NT>(acc);
     uint32_t ok = 0, oend = 0;
     if (SP && live) {
         const size_t seg = ((size_t)rt * a.S + ks) * 32 + lane;
@@ -431,25 +442,14 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
             for (int i = 0; i < nsteps; i++, u += WIDE_KW) {
                 cp_async_wait_pending(nsteps - 1 - i);
                 __syncthreads();
-                if (!live || u >= su1) continue;
-                mma_unit<W, SP> nxt;
-                const bool more = u + WIDE_KW < su1;
-                if (more) mma_load<W, SP>(a, rt, u + WIDE_KW, lane, rb, nxt);
-                mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
-                if (more) cur = nxt;
+                if (live && u < su1) mma_step<W, SP, NT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc);
             }
         } else {
             mma_fill_x(a, xs, c0, scols);
             __syncthreads();
         }
         if (live) {
-            for (; u < su1; u += WIDE_KW) { /* (all done already with a.pipe) */
-                mma_unit<W, SP> nxt;
-                const bool more = u + WIDE_KW < su1;
-                if (more) mma_load<W, SP>(a, rt, u + WIDE_KW, lane, rb, nxt);
-                mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
-                if (more) cur = nxt;
-            }
+            for (; u < su1; u += WIDE_KW) mma_step<W, SP, NT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc); /* (none left with a.pipe) */
             /* this sub-slice's outliers of row (rt, lane), activations b = kh, kh + WIDE_KW, ... */
             while (SP && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
                 uint32_t col[4];
@@ -508,19 +508,9 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    const size_t step = (size_t)a.nb * rpad;
     for (int i = threadIdx.x; i < nel; i += blockDim.x) {
         const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
-        if (row >= a.rows) continue;
-        const float *pp = a.part + (size_t)b * rpad + row;
-        float v = 0.f;
-        int k = 0;
-        for (; k + 4 <= a.S; k += 4) { /* loads in flight together, summed in slice order */
-            const float p0 = __ldcg(pp + k * step), p1 = __ldcg(pp + (k + 1) * step), p2 = __ldcg(pp + (k + 2) * step), p3 = __ldcg(pp + (k + 3) * step);
-            v += p0; v += p1; v += p2; v += p3;
-        }
-        for (; k < a.S; k++) v += __ldcg(pp + k * step);
-        a.y[(size_t)(a.b0 + b) * a.rows + row] = v;
+        if (row < a.rows) a.y[(size_t)(a.b0 + b) * a.rows + row] = mma_sum_slices(a, b, row);
     }
     if (threadIdx.x == 0) a.cnt[blockIdx.x] = 0u;
 }
@@ -751,69 +741,51 @@ extern "C" spqr_status spqr_cuda_mma_upload(const spqr_mma_layout *L, spqr_cuda_
     return SPQR_OK;
 }
 
-template <int W, bool SP, int NT>
-static cudaError_t launch_mma_t(const mma_args &a, size_t smem, cudaStream_t st) {
-    static int attr_set = 0;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_mma<W, SP, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMA_XS_MAX + 1024);
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
-    k_mma<W, SP, NT><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, st>>>(a);
+/* v7 (k_mma), or v11 (k_mma_wide) when WIDE, for codes of W bits, SpQR (SP) or GPTQ, NT n-tiles */
+template <int W, bool SP, int NT, bool WIDE>
+static cudaError_t launch_mma_t(const mma_args &a, size_t smem, spqr_cuda_ctx *c) {
+    const void *k;
+    if constexpr (WIDE) k = (const void *)k_mma_wide<W, SP, NT>;
+    else k = (const void *)k_mma<W, SP, NT>;
+    const cudaError_t e = spqr_cuda_smem_optin(c, k, WIDE ? WIDE_SMEM_MAX : MMA_XS_MAX + 1024);
+    if (e != cudaSuccess) return e;
+    if constexpr (WIDE) k_mma_wide<W, SP, NT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, c->stream>>>(a);
+    else k_mma<W, SP, NT><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, c->stream>>>(a);
     return cudaGetLastError();
 }
 
-template <int W, bool SP>
-static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, cudaStream_t st) {
+template <int W, bool SP, bool WIDE>
+static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, spqr_cuda_ctx *c) {
     switch (NT) {
-    case 1: return launch_mma_t<W, SP, 1>(a, smem, st);
-    case 2: return launch_mma_t<W, SP, 2>(a, smem, st);
-    case 4: return launch_mma_t<W, SP, 4>(a, smem, st);
-    default: return launch_mma_t<W, SP, 8>(a, smem, st);
+    case 1: return launch_mma_t<W, SP, 1, WIDE>(a, smem, c);
+    case 2: return launch_mma_t<W, SP, 2, WIDE>(a, smem, c);
+    case 4: return launch_mma_t<W, SP, 4, WIDE>(a, smem, c);
+    default: return launch_mma_t<W, SP, 8, WIDE>(a, smem, c);
     }
 }
 
-template <int W, bool SP, int NT>
-static cudaError_t launch_wide_t(const mma_args &a, size_t smem, cudaStream_t st) {
-    static int attr_set = 0;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_mma_wide<W, SP, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, WIDE_SMEM_MAX);
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
-    k_mma_wide<W, SP, NT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, st>>>(a);
-    return cudaGetLastError();
-}
-
-template <int W, bool SP>
-static cudaError_t launch_wide_n(const mma_args &a, int NT, size_t smem, cudaStream_t st) {
-    switch (NT) {
-    case 1: return launch_wide_t<W, SP, 1>(a, smem, st);
-    case 2: return launch_wide_t<W, SP, 2>(a, smem, st);
-    case 4: return launch_wide_t<W, SP, 4>(a, smem, st);
-    default: return launch_wide_t<W, SP, 8>(a, smem, st);
-    }
+template <bool WIDE>
+static cudaError_t launch_mma(const mma_args &a, int W, bool sp, int NT, size_t smem, spqr_cuda_ctx *c) {
+    if (W == 2) return sp ? launch_mma_n<2, true, WIDE>(a, NT, smem, c) : launch_mma_n<2, false, WIDE>(a, NT, smem, c);
+    if (W == 3) return sp ? launch_mma_n<3, true, WIDE>(a, NT, smem, c) : launch_mma_n<3, false, WIDE>(a, NT, smem, c);
+    return sp ? launch_mma_n<4, true, WIDE>(a, NT, smem, c) : launch_mma_n<4, false, WIDE>(a, NT, smem, c);
 }
 
 template <int W, int NB>
-static cudaError_t launch_gsum_t(const mma_args &a, size_t smem, cudaStream_t st) {
-    static int attr_set = 0;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_gsum<W, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, MMA_XS_MAX + 16 * 1024);
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
-    k_gsum<W, NB><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, st>>>(a);
+static cudaError_t launch_gsum_t(const mma_args &a, size_t smem, spqr_cuda_ctx *c) {
+    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_gsum<W, NB>, MMA_XS_MAX + 16 * 1024);
+    if (e != cudaSuccess) return e;
+    k_gsum<W, NB><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, c->stream>>>(a);
     return cudaGetLastError();
 }
 
 template <int W>
-static cudaError_t launch_gsum_w(const mma_args &a, int NB, size_t smem, cudaStream_t st) {
+static cudaError_t launch_gsum_w(const mma_args &a, int NB, size_t smem, spqr_cuda_ctx *c) {
     switch (NB) {
-    case 1: return launch_gsum_t<W, 1>(a, smem, st);
-    case 2: return launch_gsum_t<W, 2>(a, smem, st);
-    case 4: return launch_gsum_t<W, 4>(a, smem, st);
-    default: return launch_gsum_t<W, 8>(a, smem, st);
+    case 1: return launch_gsum_t<W, 1>(a, smem, c);
+    case 2: return launch_gsum_t<W, 2>(a, smem, c);
+    case 4: return launch_gsum_t<W, 4>(a, smem, c);
+    default: return launch_gsum_t<W, 8>(a, smem, c);
     }
 }
 
@@ -852,10 +824,7 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
             mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, xg, y, part, d->cnt,
                           (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
                           sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32, c->mma_wide == 2};
-            cudaError_t e = W == 2 ? (sp ? launch_wide_n<2, true>(a, NT, smem, c->stream) : launch_wide_n<2, false>(a, NT, smem, c->stream))
-                            : W == 3 ? (sp ? launch_wide_n<3, true>(a, NT, smem, c->stream) : launch_wide_n<3, false>(a, NT, smem, c->stream))
-                                     : (sp ? launch_wide_n<4, true>(a, NT, smem, c->stream) : launch_wide_n<4, false>(a, NT, smem, c->stream));
-            CK(e, "mma wide kernel");
+            CK(launch_mma<true>(a, W, sp, NT, smem, c), "mma wide kernel");
             continue;
         }
         int su = (int)d->ups;
@@ -872,15 +841,12 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
                       sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32};
         if (d->gsum) {
             const int NB = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : 8;
-            cudaError_t e = W == 2 ? launch_gsum_w<2>(a, NB, smem, c->stream) : W == 3 ? launch_gsum_w<3>(a, NB, smem, c->stream)
-                                                                              : launch_gsum_w<4>(a, NB, smem, c->stream);
+            cudaError_t e = W == 2 ? launch_gsum_w<2>(a, NB, smem, c) : W == 3 ? launch_gsum_w<3>(a, NB, smem, c)
+                                                                              : launch_gsum_w<4>(a, NB, smem, c);
             CK(e, "gsum kernel");
             continue;
         }
-        cudaError_t e = W == 2 ? (sp ? launch_mma_n<2, true>(a, NT, smem, c->stream) : launch_mma_n<2, false>(a, NT, smem, c->stream))
-                        : W == 3 ? (sp ? launch_mma_n<3, true>(a, NT, smem, c->stream) : launch_mma_n<3, false>(a, NT, smem, c->stream))
-                                 : (sp ? launch_mma_n<4, true>(a, NT, smem, c->stream) : launch_mma_n<4, false>(a, NT, smem, c->stream));
-        CK(e, "mma kernel");
+        CK(launch_mma<false>(a, W, sp, NT, smem, c), "mma kernel");
     }
     return SPQR_OK;
 }

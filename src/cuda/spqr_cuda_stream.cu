@@ -483,40 +483,36 @@ static size_t st_plan(const spqr_cuda_stream *d, int NB, int NW, uint32_t G, int
 }
 
 template <int W, int NB, int NW>
-static cudaError_t st_launch_k(const st_args &a, size_t smem, cudaStream_t s, int pdl) {
-    static int attr = 0;
-    if (!attr) {
-        cudaError_t e = cudaFuncSetAttribute(k_stream<W, NB, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, ST_SMEM(NW));
-        if (e != cudaSuccess) return e;
-        attr = 1;
-    }
-    const spqr_launch l(dim3((unsigned)a.G), dim3((NW + 1) * 32), smem, s, pdl);
+static cudaError_t st_launch_k(const st_args &a, size_t smem, spqr_cuda_ctx *c, int pdl) {
+    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_stream<W, NB, NW>, (int)ST_SMEM(NW));
+    if (e != cudaSuccess) return e;
+    const spqr_launch l(dim3((unsigned)a.G), dim3((NW + 1) * 32), smem, c->stream, pdl);
     return cudaLaunchKernelEx(&l.cfg, k_stream<W, NB, NW>, a);
 }
 
 /* NW = 16 only for one activation (a lab variant) */
 template <int W>
-static cudaError_t st_launch_w(const st_args &a, int NB, int NW, size_t smem, cudaStream_t s, int pdl) {
+static cudaError_t st_launch_w(const st_args &a, int NB, int NW, size_t smem, spqr_cuda_ctx *c, int pdl) {
     if (NW == 8) {
         switch (NB) {
-        case 1: return st_launch_k<W, 1, 8>(a, smem, s, pdl);
-        case 2: return st_launch_k<W, 2, 8>(a, smem, s, pdl);
-        case 4: return st_launch_k<W, 4, 8>(a, smem, s, pdl);
-        default: return st_launch_k<W, 8, 8>(a, smem, s, pdl);
+        case 1: return st_launch_k<W, 1, 8>(a, smem, c, pdl);
+        case 2: return st_launch_k<W, 2, 8>(a, smem, c, pdl);
+        case 4: return st_launch_k<W, 4, 8>(a, smem, c, pdl);
+        default: return st_launch_k<W, 8, 8>(a, smem, c, pdl);
         }
     }
-    if (NW == 16) return st_launch_k<W, 1, 16>(a, smem, s, pdl);
+    if (NW == 16) return st_launch_k<W, 1, 16>(a, smem, c, pdl);
     switch (NB) {
-    case 1: return st_launch_k<W, 1, 24>(a, smem, s, pdl);
-    case 2: return st_launch_k<W, 2, 24>(a, smem, s, pdl);
-    case 4: return st_launch_k<W, 4, 24>(a, smem, s, pdl);
-    default: return st_launch_k<W, 8, 24>(a, smem, s, pdl);
+    case 1: return st_launch_k<W, 1, 24>(a, smem, c, pdl);
+    case 2: return st_launch_k<W, 2, 24>(a, smem, c, pdl);
+    case 4: return st_launch_k<W, 4, 24>(a, smem, c, pdl);
+    default: return st_launch_k<W, 8, 24>(a, smem, c, pdl);
     }
 }
 
-static cudaError_t st_launch(const spqr_cuda_stream *d, const st_args &a, int NB, int NW, size_t smem, cudaStream_t s, int pdl) {
-    return d->wbits == 2 ? st_launch_w<2>(a, NB, NW, smem, s, pdl) : d->wbits == 3 ? st_launch_w<3>(a, NB, NW, smem, s, pdl)
-                                                                                  : st_launch_w<4>(a, NB, NW, smem, s, pdl);
+static cudaError_t st_launch(const spqr_cuda_stream *d, const st_args &a, int NB, int NW, size_t smem, spqr_cuda_ctx *c, int pdl) {
+    return d->wbits == 2 ? st_launch_w<2>(a, NB, NW, smem, c, pdl) : d->wbits == 3 ? st_launch_w<3>(a, NB, NW, smem, c, pdl)
+                                                                                  : st_launch_w<4>(a, NB, NW, smem, c, pdl);
 }
 
 /* Blocks for T SAs: one per SM (with NW = 8 the next product's blocks take the second slot), fewer on
@@ -556,7 +552,7 @@ extern "C" spqr_status spqr_cuda_stream_matmul(spqr_cuda_ctx *c, const spqr_cuda
         ap.b0 = b0;
         size_t sm = 0; /* the deepest ring that fits (up to 4 stages; with NW = 24, 6) */
         for (int ns = NW == 8 ? 4 : 6; ns >= 2 && !sm; ns--) sm = st_plan(d, B, NW, G, ns, ocap, &ap);
-        CK(st_launch(d, ap, B, NW, sm, c->stream, c->pdl), "stream kernel");
+        CK(st_launch(d, ap, B, NW, sm, c, c->pdl), "stream kernel");
     }
     return SPQR_OK;
 }

@@ -291,20 +291,16 @@ void spqr_cuda_v6_free(spqr_cuda_v6 *p) {
 static size_t v6_smem(int nw, int B) { return ((size_t)nw * 256 * B + (size_t)nw * 16 * B + (size_t)nw * 32 * 4 + (size_t)nw * B * 32) * sizeof(float); }
 
 template <int W, bool Q3, int B>
-static cudaError_t v6_launch_b(const v6args &a, int nw, int nrt, cudaStream_t st) {
-    static int attr_set = 0;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(k_v6<W, Q3, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v6_smem(V6_MAXW, 4));
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
-    k_v6<W, Q3, B><<<dim3((unsigned)a.nchunk, (unsigned)nrt), nw * 32, v6_smem(nw, B), st>>>(a);
+static cudaError_t v6_launch_b(const v6args &a, int nw, int nrt, spqr_cuda_ctx *c) {
+    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_v6<W, Q3, B>, (int)v6_smem(V6_MAXW, 4));
+    if (e != cudaSuccess) return e;
+    k_v6<W, Q3, B><<<dim3((unsigned)a.nchunk, (unsigned)nrt), nw * 32, v6_smem(nw, B), c->stream>>>(a);
     return cudaGetLastError();
 }
 
 template <int W, bool Q3>
-static cudaError_t v6_launch_q(const v6args &a, int B, int nw, int nrt, cudaStream_t st) {
-    return B == 1 ? v6_launch_b<W, Q3, 1>(a, nw, nrt, st) : B == 2 ? v6_launch_b<W, Q3, 2>(a, nw, nrt, st) : v6_launch_b<W, Q3, 4>(a, nw, nrt, st);
+static cudaError_t v6_launch_q(const v6args &a, int B, int nw, int nrt, spqr_cuda_ctx *c) {
+    return B == 1 ? v6_launch_b<W, Q3, 1>(a, nw, nrt, c) : B == 2 ? v6_launch_b<W, Q3, 2>(a, nw, nrt, c) : v6_launch_b<W, Q3, 4>(a, nw, nrt, c);
 }
 
 spqr_status spqr_cuda_v6_matmul(spqr_cuda_ctx *c, spqr_cuda_v6 *p, const void *x, int xf32, int n, float *y, spqr_error *err) {
@@ -317,12 +313,12 @@ spqr_status spqr_cuda_v6_matmul(spqr_cuda_ctx *c, spqr_cuda_v6 *p, const void *x
                     (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, xf32, p->nchunk, (int)(m->nrt * 32)};
         cudaError_t e;
         switch (m->wbits * 2 + m->f_q3) {
-        case 2 * 2 + 1: e = v6_launch_q<2, true>(a, B, p->wpb, (int)m->nrt, c->stream); break;
-        case 2 * 2: e = v6_launch_q<2, false>(a, B, p->wpb, (int)m->nrt, c->stream); break;
-        case 3 * 2 + 1: e = v6_launch_q<3, true>(a, B, p->wpb, (int)m->nrt, c->stream); break;
-        case 3 * 2: e = v6_launch_q<3, false>(a, B, p->wpb, (int)m->nrt, c->stream); break;
-        case 4 * 2 + 1: e = v6_launch_q<4, true>(a, B, p->wpb, (int)m->nrt, c->stream); break;
-        default: e = v6_launch_q<4, false>(a, B, p->wpb, (int)m->nrt, c->stream); break;
+        case 2 * 2 + 1: e = v6_launch_q<2, true>(a, B, p->wpb, (int)m->nrt, c); break;
+        case 2 * 2: e = v6_launch_q<2, false>(a, B, p->wpb, (int)m->nrt, c); break;
+        case 3 * 2 + 1: e = v6_launch_q<3, true>(a, B, p->wpb, (int)m->nrt, c); break;
+        case 3 * 2: e = v6_launch_q<3, false>(a, B, p->wpb, (int)m->nrt, c); break;
+        case 4 * 2 + 1: e = v6_launch_q<4, true>(a, B, p->wpb, (int)m->nrt, c); break;
+        default: e = v6_launch_q<4, false>(a, B, p->wpb, (int)m->nrt, c); break;
         }
         CK(e, "v6 kernel");
     }
