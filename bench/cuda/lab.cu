@@ -32,7 +32,8 @@
  *               kernel boundary; v9-szflag: both (ctx->fused_pv; spqr_cuda_fused.cu; not yet measured)
  *   v11 wide    v7's unit arithmetic on blocks of 4 row tiles x 2 warps that share one copy of the K-slice's
  *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide (the layout's default K-slices), v11-2S (twice
- *               as many), v11-pipe (x copied in pieces, each waited for just before the units that use it);
+ *               as many), v11-pipe (x copied in pieces, each waited for just before the units that use it),
+ *               v11-patch (SpQR: the outliers put into the fragments in place of their weights, no outlier step);
  *               for batches > 8, where v7's 32-row blocks each copy x
  *   v10 stream  records of 16 x 256 super-atoms streamed into shared memory by a producer warp (bulk
  *               copies, a ring of stages; with PDL the next product's weights are in flight while this
@@ -305,6 +306,7 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
     const bool gsum = !strncmp(alg, "v8", 2);
     const uint32_t S1 = S ? S : spqr_mma_default_slices(v->rows, v->cols, sms);
     OKE(gsum ? spqr_gsum_build(v, S1, &L, &er) : spqr_mma_build(v, S1, &L, &er), er);
+    if (!strcmp(alg, "v11-patch")) OKE(spqr_mma_build_patches(v, &L, &er), er); /* the outliers as fragment patches */
     const double wb = (double)spqr_mma_bytes(&L);
     const int NC = std::max(2, (int)ceil(150e6 / wb));
     std::vector<spqr_cuda_mma *> ds(NC);
@@ -671,6 +673,10 @@ int main(int argc, char **argv) {
                                        ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                         ctx->mma_wide = 2;
                         run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-pipe", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
+                    }
+                    if (cf.kind == SPQR_TK_SPQR) {
+                        ctx->mma_wide = 3;
+                        run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-patch", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                     }
                     ctx->mma_wide = 0;
                 }

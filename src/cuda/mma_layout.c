@@ -33,6 +33,10 @@ void spqr_mma_free(spqr_mma_layout *L) {
     free(L->ocol);
     free(L->odelta);
     free(L->perm);
+    free(L->pmask);
+    free(L->pptr);
+    free(L->pent);
+    free(L->pfirst);
     memset(L, 0, sizeof *L);
 }
 
@@ -46,7 +50,8 @@ uint64_t spqr_mma_bytes(const spqr_mma_layout *L) {
     } else {
         b += (uint64_t)L->nrt * 32 * L->gpad * 4;
     }
-    b += 4ull * ((uint64_t)L->nrt * L->S * 32 + 1) + 4ull * L->n_out;
+    if (L->pmask) b += units * 32 * 24; /* v11-patch: pmask + pfirst per lane (the longer lists' tails are rarely read) */
+    else b += 4ull * ((uint64_t)L->nrt * L->S * 32 + 1) + 4ull * L->n_out;
     if (L->perm) b += 4ull * L->cols;
     return b;
 }
@@ -195,4 +200,60 @@ static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_lay
         free(fill);
     }
     return SPQR_OK;
+}
+
+/* The fp16 outlier value at (r, stored column j) of v, or -1 (the CSR row's columns ascend). */
+static int32_t outlier_at(const spqr_qview *v, uint32_t r, uint32_t j) {
+    if (r >= v->rows || j >= v->cols) return -1;
+    uint32_t lo = v->row_ptr[r], hi = v->row_ptr[r + 1];
+    while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (v->ocol[mid] < j) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < v->row_ptr[r + 1] && v->ocol[lo] == j ? (int32_t)v->oval[lo] : -1;
+}
+
+spqr_status spqr_mma_build_patches(const spqr_qview *v, spqr_mma_layout *L, spqr_error *err) {
+    if (v->kind != SPQR_TK_SPQR || L->gsum) return spqr_set_err(err, SPQR_E_ARG, "mma patches: SpQR v7 layouts only");
+    const uint64_t nl = (uint64_t)L->nrt * L->nku * 32;
+    free(L->pmask); free(L->pptr); free(L->pent); free(L->pfirst);
+    L->pmask = calloc(nl * 2, 4);
+    L->pptr = calloc(nl + 1, 4);
+    L->pfirst = calloc(nl * 4, 4);
+    L->pent = NULL;
+    if (!L->pmask || !L->pptr || !L->pfirst) goto nomem;
+    /* two passes over (unit, lane, pair): masks and counts, then the entries in visit order */
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t ul = 0; ul < nl; ul++) {
+            const uint64_t unit = ul / 32;
+            const uint32_t rt = (uint32_t)(unit / L->nku), u = (uint32_t)(unit % L->nku), lane = (uint32_t)(ul % 32), gl = lane >> 2, t = lane & 3;
+            uint32_t k = pass ? 4 * L->pptr[ul] : 0;
+            for (unsigned vi = 0; vi < 64; vi++) {
+                const unsigned q = spqr_mma_visit(vi), kc = q >> 5, mt = (q >> 4) & 1, h = (q >> 3) & 1, p = q & 7;
+                const uint32_t r = rt * 32 + mt * 16 + h * 8 + gl, j = u * 128 + kc * 64 + 16 * t + 2 * p;
+                const int32_t o0 = outlier_at(v, r, j), o1 = outlier_at(v, r, j + 1);
+                if (o0 < 0 && o1 < 0) continue;
+                if (pass) {
+                    const uint32_t e = (o0 < 0 ? 0xFFFFu : (uint32_t)o0) | (o1 < 0 ? 0xFFFFu : (uint32_t)o1) << 16;
+                    if (k - 4 * L->pptr[ul] < 4) L->pfirst[ul * 4 + k - 4 * L->pptr[ul]] = e;
+                    L->pent[k] = e;
+                } else {
+                    L->pmask[ul * 2 + (q >> 5)] |= 1u << (q & 31);
+                }
+                k++;
+            }
+            if (!pass) L->pptr[ul + 1] = (k + 3) / 4; /* counts in 4-entry steps, summed below */
+        }
+        if (!pass) {
+            for (uint64_t i = 0; i < nl; i++) L->pptr[i + 1] += L->pptr[i];
+            L->pent = calloc((size_t)4 * L->pptr[nl] + 4, 4);
+            if (!L->pent) goto nomem;
+        }
+    }
+    return SPQR_OK;
+nomem:
+    free(L->pmask); free(L->pptr); free(L->pfirst);
+    L->pmask = L->pptr = L->pfirst = NULL;
+    return spqr_set_err(err, SPQR_E_NOMEM, "mma patches: out of memory");
 }

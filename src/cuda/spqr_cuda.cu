@@ -253,7 +253,7 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     const int want_act8 = (layouts & SPQR_CUDA_LAYOUT_ACT8) && fused_ok(v);
     const int want_fused = ((layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v)) || want_act8;
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
-    const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
+    const int want_mma = (layouts & (SPQR_CUDA_LAYOUT_MMA | SPQR_CUDA_LAYOUT_MMA_PATCH)) && spqr_mma_supported(v);
     const int want_gsum = (layouts & SPQR_CUDA_LAYOUT_GSUM) && spqr_gsum_supported(v);
     const int want_stream = (layouts & SPQR_CUDA_LAYOUT_STREAM) && spqr_stream_supported(v);
     if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma && !want_gsum && !want_stream)) {
@@ -286,6 +286,7 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_mma_layout L;
         const uint32_t S = spqr_mma_default_slices(v->rows, v->cols, sms);
         spqr_status st = gs ? spqr_gsum_build(v, S, &L, err) : spqr_mma_build(v, S, &L, err);
+        if (!st && !gs && (layouts & SPQR_CUDA_LAYOUT_MMA_PATCH) && v->kind == SPQR_TK_SPQR) st = spqr_mma_build_patches(v, &L, err);
         if (!st) st = spqr_cuda_mma_upload(&L, gs ? &m->gsum : &m->mma, err);
         spqr_mma_free(&L);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }

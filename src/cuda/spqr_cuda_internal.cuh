@@ -68,7 +68,8 @@ struct spqr_cuda_ctx {
     int fused_nw;    /* v5/v9 on half tiles: warps per block, 0 = the default width (a lab knob) */
     int mma_pregather; /* v7/v8: x pre-gathered by a kernel: 1 always, 0 only for passes > 8 or too wide for
                         * shared memory, -1 (default) also where the blocks' gathers add up (spqr_cuda_mma.cu) */
-    int mma_wide;    /* v7 passes on v11's blocks of 4 row tiles sharing x (spqr_cuda_mma.cu): 1 always, 0 never */
+    int mma_wide;    /* v7 passes on v11's blocks of 4 row tiles sharing x (spqr_cuda_mma.cu): 0 never, 1 always, 2 with
+                      * x copied in pieces, 3 with the outliers as fragment patches (uploads that have them) */
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
@@ -265,6 +266,9 @@ struct spqr_cuda_mma {
     __half *odelta;
     int32_t *perm;
     unsigned *cnt;                   /* [nrt] arrival counters of the K-slices, zero between calls */
+    uint2 *pmask;                    /* the outliers as fragment patches (mma_layout.h), or NULL */
+    uint4 *pfirst, *pent;
+    uint32_t *pptr;
 };
 /* Uploads a host layout (synchronous; L is not retained). */
 extern "C" spqr_status spqr_cuda_mma_upload(const struct spqr_mma_layout *L, spqr_cuda_mma **out, spqr_error *err);

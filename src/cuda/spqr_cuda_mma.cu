@@ -38,7 +38,28 @@ struct mma_args {
     unsigned *cnt;
     int rows, cols, nrt, nku, S, ups, su, gpad, gshift, rb0_div, n, b0, nb, rs, ldg, xf32;
     int pipe; /* v11: x copied in one cp.async group per step of WIDE_KW units, each waited for just before its step */
+    const uint2 *pmask; /* v11-patch: the outliers as fragment patches (cuda/mma_layout.h) */
+    const uint4 *pfirst, *pent;
+    const uint32_t *pptr;
 };
+
+/* A lane's fragment patches of one unit (v11-patch): which of its 64 pairs hold outliers, and the next
+ * 4 entries of its list (cuda/mma_layout.h: pmask, pfirst); empty without PT. */
+template <bool PT>
+struct mma_pt {};
+template <>
+struct mma_pt<true> {
+    uint2 m;
+    uint4 e;
+};
+
+template <bool PT>
+__device__ __forceinline__ void mma_pt_load(const mma_args &a, size_t ul, mma_pt<PT> &p) {
+    if constexpr (PT) {
+        p.m = __ldg(a.pmask + ul);
+        p.e = __ldg(a.pfirst + ul);
+    }
+}
 
 /* One unit's loads for one lane. */
 template <int W, bool SP>
@@ -75,9 +96,10 @@ __device__ __forceinline__ __half2 u2h(uint32_t u) { return *reinterpret_cast<__
 
 
 /* The unit's product into acc. xs: this sub-slice's activations, the unit at column xoff. */
-template <int W, bool SP, int NT>
+template <int W, bool SP, int NT, bool PT = false>
 __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_unit<W, SP> &d, const __half *xs, int xoff, int lane,
-                                                 float (&acc)[2][NT][4]) {
+                                                 float (&acc)[2][NT][4], mma_pt<PT> pt = {}, size_t ul = 0) {
+    [[maybe_unused]] unsigned pu = 0; /* patch entries used */
     const int t = lane & 3, gl = lane >> 2;
     __half2 K1[8], HS[8], HK[8];
 #pragma unroll
@@ -128,6 +150,15 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
                     const int h = i & 1, p = 2 * s + (i >> 1), f = f0 + h;
                     const __half2 m = u2h(spqr_mma_pair(w, W, q0 + h * 8 + p));
                     A[i] = h2u(__hfma2(__hsub2(m, K1[f]), HS[f], HK[f]));
+                    if constexpr (PT) { /* an outlier in this pair: its fp16 value replaces the weight (0xFFFF: keep) */
+                        const unsigned q = q0 + h * 8 + p;
+                        if (((q < 32 ? pt.m.x : pt.m.y) >> (q & 31)) & 1u) {
+                            const uint32_t e = pt.e.x, keep = ((e & 0xffffu) == 0xffffu ? 0xffffu : 0u) | ((e >> 16) == 0xffffu ? 0xffff0000u : 0u);
+                            A[i] = (A[i] & keep) | (e & ~keep);
+                            pt.e = make_uint4(pt.e.y, pt.e.z, pt.e.w, 0u);
+                            if ((++pu & 3u) == 0) pt.e = __ldg(a.pent + __ldg(a.pptr + ul) + pu / 4); /* past 4 in this unit (rare) */
+                        }
+                    }
                 }
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++) mma16816(acc[mt][nt], A[0], A[1], A[2], A[3], B[nt][0], B[nt][1]);
@@ -145,16 +176,39 @@ __device__ __forceinline__ void mma_acc_zero(float (&acc)[2][NT][4]) {
             for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
 }
 
+/* A warp's accumulators into (ADD: added to) tile[b][row of the row tile], b < nb: fragment element e
+ * of (mt, nt) is row mt·16 + gl + 8 (e >> 1), activation nt·8 + 2t + (e & 1). */
+template <int NT, bool ADD>
+__device__ __forceinline__ void mma_acc_store(const float (&acc)[2][NT][4], int lane, int nb, float *tile) {
+    const int t = lane & 3, gl = lane >> 2;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int b = nt * 8 + 2 * t + (e & 1), r = mt * 16 + gl + 8 * (e >> 1);
+                if (b < nb) {
+                    if (ADD) tile[b * 32 + r] += acc[mt][nt][e];
+                    else tile[b * 32 + r] = acc[mt][nt][e];
+                }
+            }
+}
+
 /* Unit u of the sub-slice starting at unit su0 (held in cur) into acc, with the loads of the warp's next
  * unit, u + stride, issued first (into cur afterwards) when it is before su1. */
-template <int W, bool SP, int NT>
+template <int W, bool SP, int NT, bool PT = false>
 __device__ __forceinline__ void mma_step(const mma_args &a, int rt, int u, int su0, int su1, int stride, int lane, const int (&rb)[2], const __half *xs,
-                                         mma_unit<W, SP> &cur, float (&acc)[2][NT][4]) {
+                                         mma_unit<W, SP> &cur, float (&acc)[2][NT][4], mma_pt<PT> &pcur) {
     mma_unit<W, SP> nxt;
+    mma_pt<PT> pnxt;
     const bool more = u + stride < su1;
-    if (more) mma_load<W, SP>(a, rt, u + stride, lane, rb, nxt);
-    mma_unit_compute<W, SP, NT>(a, cur, xs, (u - su0) * 128, lane, acc);
-    if (more) cur = nxt;
+    if (more) {
+        mma_load<W, SP>(a, rt, u + stride, lane, rb, nxt);
+        mma_pt_load<PT>(a, ((size_t)rt * a.nku + u + stride) * 32 + lane, pnxt);
+    }
+    mma_unit_compute<W, SP, NT, PT>(a, cur, xs, (u - su0) * 128, lane, acc, pcur, ((size_t)rt * a.nku + u) * 32 + lane);
+    if (more) { cur = nxt; pcur = pnxt; }
 }
 
 /* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols; with
@@ -345,22 +399,13 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
         if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
         mma_fill_x(a, xs, c0, scols);
         __syncthreads();
-        for (; u < su1; u += SPQR_MMA_WARPS) mma_step<W, SP, NT>(a, rt, u, su0, su1, SPQR_MMA_WARPS, lane, rb, xs, cur, acc);
+        mma_pt<false> none;
+        for (; u < su1; u += SPQR_MMA_WARPS) mma_step<W, SP, NT>(a, rt, u, su0, su1, SPQR_MMA_WARPS, lane, rb, xs, cur, acc, none);
         if (SP) mma_outliers<OB>(a, xs, ok, oend, c0, c0 + scols, oacc);
         __syncthreads();
     }
     float *red = reinterpret_cast<float *>(smem4);
-    /* the warps' fragments: red[warp][b][row of the tile] */
-    const int t = lane & 3, gl = lane >> 2;
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int b = nt * 8 + 2 * t + (e & 1), r = mt * 16 + gl + 8 * (e >> 1);
-                if (b < a.nb) red[(warp * a.nb + b) * 32 + r] = acc[mt][nt][e];
-            }
+    mma_acc_store<NT, false>(acc, lane, a.nb, red + (size_t)warp * a.nb * 32); /* red[warp][b][row of the tile] */
     __syncthreads();
     mma_finish<OB>(a, red, oacc, s_last);
 }
@@ -402,7 +447,7 @@ __device__ __forceinline__ void cp_async_wait_pending(int n) {
 }
 #define WIDE_SMEM_MAX (226 * 1024) /* of the 227 KB a block may opt in to; s_last is static */
 
-template <int W, bool SP, int NT>
+template <int W, bool SP, int NT, bool PT>
 __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mma_args a) {
     extern __shared__ float4 smem4[];
     __half *xs = reinterpret_cast<__half *>(smem4);
@@ -417,7 +462,7 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     float acc[2][NT][4];
     mma_acc_zero<NT>(acc);
     uint32_t ok = 0, oend = 0;
-    if (SP && live) {
+    if (SP && !PT && live) {
         const size_t seg = ((size_t)rt * a.S + ks) * 32 + lane;
         ok = __ldg(a.optr + seg);
         oend = __ldg(a.optr + seg + 1);
@@ -426,8 +471,12 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     for (int su0 = u0; su0 < u1; su0 += a.su) {
         const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
         mma_unit<W, SP> cur;
+        mma_pt<PT> pcur;
         int u = su0 + kh;
-        if (live && u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
+        if (live && u < su1) {
+            mma_load<W, SP>(a, rt, u, lane, rb, cur);
+            mma_pt_load<PT>(a, ((size_t)rt * a.nku + u) * 32 + lane, pcur);
+        }
         if (a.pipe) { /* step i = units su0 + WIDE_KW i .. + WIDE_KW - 1: its x in cp.async group i */
             const int nsteps = (su1 - su0 + WIDE_KW - 1) / WIDE_KW;
             for (int i = 0; i < nsteps; i++) {
@@ -442,16 +491,16 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
             for (int i = 0; i < nsteps; i++, u += WIDE_KW) {
                 cp_async_wait_pending(nsteps - 1 - i);
                 __syncthreads();
-                if (live && u < su1) mma_step<W, SP, NT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc);
+                if (live && u < su1) mma_step<W, SP, NT, PT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc, pcur);
             }
         } else {
             mma_fill_x(a, xs, c0, scols);
             __syncthreads();
         }
         if (live) {
-            for (; u < su1; u += WIDE_KW) mma_step<W, SP, NT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc); /* (none left with a.pipe) */
+            for (; u < su1; u += WIDE_KW) mma_step<W, SP, NT, PT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc, pcur); /* (none left with a.pipe) */
             /* this sub-slice's outliers of row (rt, lane), activations b = kh, kh + WIDE_KW, ... */
-            while (SP && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
+            while (SP && !PT && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
                 uint32_t col[4];
                 float dl[4];
 #pragma unroll
@@ -474,19 +523,8 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
         }
         __syncthreads();
     }
-    /* the fragments, kh = 0 first: element (row mt·16 + gl + 8 (e >> 1), activation nt·8 + 2t + (e & 1)) */
-    const int t = lane & 3, gl = lane >> 2;
-    for (int k = 0; k < WIDE_KW; k++) {
-        if (k == kh && live)
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int b = nt * 8 + 2 * t + (e & 1), row = mt * 16 + gl + 8 * (e >> 1);
-                        if (b < a.nb) red[((size_t)r * a.nb + b) * 32 + row] += acc[mt][nt][e];
-                    }
+    for (int k = 0; k < WIDE_KW; k++) { /* the fragments, kh = 0 first */
+        if (k == kh && live) mma_acc_store<NT, true>(acc, lane, a.nb, red + (size_t)r * a.nb * 32);
         __syncthreads();
     }
     const int nel = WIDE_RT * a.nb * 32, rpad = a.nrt * 32;
@@ -707,6 +745,7 @@ extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d) {
     if (!d) return;
     cudaFree(d->codes); cudaFree(d->fields); cudaFree(d->qq); cudaFree(d->optr); cudaFree(d->ocol); cudaFree(d->odelta);
     cudaFree(d->perm); cudaFree(d->cnt);
+    cudaFree(d->pmask); cudaFree(d->pfirst); cudaFree(d->pent); cudaFree(d->pptr);
     free(d);
 }
 
@@ -736,39 +775,50 @@ extern "C" spqr_status spqr_cuda_mma_upload(const spqr_mma_layout *L, spqr_cuda_
     if (e == cudaSuccess && L->perm) e = up_copy(&d->perm, L->perm, (size_t)L->cols * 4);
     if (e == cudaSuccess) e = up_copy(&d->cnt, NULL, (size_t)L->nrt * 4);
     if (e == cudaSuccess) e = cudaMemset(d->cnt, 0, (size_t)L->nrt * 4);
+    if (e == cudaSuccess && L->pmask) { /* the fragment patches (v11-patch) */
+        const uint64_t nl = units * 32;
+        e = up_copy(&d->pmask, L->pmask, nl * 8);
+        if (e == cudaSuccess) e = up_copy(&d->pfirst, L->pfirst, nl * 16);
+        if (e == cudaSuccess) e = up_copy(&d->pptr, L->pptr, (nl + 1) * 4);
+        if (e == cudaSuccess) e = up_copy(&d->pent, L->pent, ((uint64_t)L->pptr[nl] + 1) * 16);
+    }
     if (e != cudaSuccess) { spqr_cuda_mma_free(d); return spqr_set_err(err, SPQR_E_IO, "cuda: mma upload: %s", cudaGetErrorString(e)); }
     *out = d;
     return SPQR_OK;
 }
 
-/* v7 (k_mma), or v11 (k_mma_wide) when WIDE, for codes of W bits, SpQR (SP) or GPTQ, NT n-tiles */
-template <int W, bool SP, int NT, bool WIDE>
+/* v7 (k_mma), or v11 (k_mma_wide) when WIDE (with the outliers as fragment patches when PT), for codes
+ * of W bits, SpQR (SP) or GPTQ, NT n-tiles */
+template <int W, bool SP, int NT, bool WIDE, bool PT>
 static cudaError_t launch_mma_t(const mma_args &a, size_t smem, spqr_cuda_ctx *c) {
     const void *k;
-    if constexpr (WIDE) k = (const void *)k_mma_wide<W, SP, NT>;
+    if constexpr (WIDE) k = (const void *)k_mma_wide<W, SP, NT, PT>;
     else k = (const void *)k_mma<W, SP, NT>;
     const cudaError_t e = spqr_cuda_smem_optin(c, k, WIDE ? WIDE_SMEM_MAX : MMA_XS_MAX + 1024);
     if (e != cudaSuccess) return e;
-    if constexpr (WIDE) k_mma_wide<W, SP, NT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, c->stream>>>(a);
+    if constexpr (WIDE) k_mma_wide<W, SP, NT, PT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, c->stream>>>(a);
     else k_mma<W, SP, NT><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, c->stream>>>(a);
     return cudaGetLastError();
 }
 
-template <int W, bool SP, bool WIDE>
+template <int W, bool SP, bool WIDE, bool PT>
 static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, spqr_cuda_ctx *c) {
     switch (NT) {
-    case 1: return launch_mma_t<W, SP, 1, WIDE>(a, smem, c);
-    case 2: return launch_mma_t<W, SP, 2, WIDE>(a, smem, c);
-    case 4: return launch_mma_t<W, SP, 4, WIDE>(a, smem, c);
-    default: return launch_mma_t<W, SP, 8, WIDE>(a, smem, c);
+    case 1: return launch_mma_t<W, SP, 1, WIDE, PT>(a, smem, c);
+    case 2: return launch_mma_t<W, SP, 2, WIDE, PT>(a, smem, c);
+    case 4: return launch_mma_t<W, SP, 4, WIDE, PT>(a, smem, c);
+    default: return launch_mma_t<W, SP, 8, WIDE, PT>(a, smem, c);
     }
 }
 
+/* pt: v11-patch (WIDE, SpQR only) */
 template <bool WIDE>
-static cudaError_t launch_mma(const mma_args &a, int W, bool sp, int NT, size_t smem, spqr_cuda_ctx *c) {
-    if (W == 2) return sp ? launch_mma_n<2, true, WIDE>(a, NT, smem, c) : launch_mma_n<2, false, WIDE>(a, NT, smem, c);
-    if (W == 3) return sp ? launch_mma_n<3, true, WIDE>(a, NT, smem, c) : launch_mma_n<3, false, WIDE>(a, NT, smem, c);
-    return sp ? launch_mma_n<4, true, WIDE>(a, NT, smem, c) : launch_mma_n<4, false, WIDE>(a, NT, smem, c);
+static cudaError_t launch_mma(const mma_args &a, int W, bool sp, bool pt, int NT, size_t smem, spqr_cuda_ctx *c) {
+    if (WIDE && pt) return W == 2 ? launch_mma_n<2, true, true, true>(a, NT, smem, c) : W == 3 ? launch_mma_n<3, true, true, true>(a, NT, smem, c)
+                                                                                      : launch_mma_n<4, true, true, true>(a, NT, smem, c);
+    if (W == 2) return sp ? launch_mma_n<2, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<2, false, WIDE, false>(a, NT, smem, c);
+    if (W == 3) return sp ? launch_mma_n<3, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<3, false, WIDE, false>(a, NT, smem, c);
+    return sp ? launch_mma_n<4, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<4, false, WIDE, false>(a, NT, smem, c);
 }
 
 template <int W, int NB>
@@ -801,7 +851,7 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     /* run 18: pre-gathering by a kernel is faster at every n on the 7B shapes (n = 8: 26 -> 19 us at 4096^2,
      * 62 -> 35 at 11008 x 4096); by default (mma_pregather < 0) where the blocks' gathers add up, as v5 */
     const int want_pg = c->mma_pregather < 0 ? (uint64_t)d->nrt * d->cols >= (1u << 18) : c->mma_pregather;
-    const int wide = !d->gsum && c->mma_wide > 0; /* v11 (always pre-gathered); mma_wide 2: x pipelined per step */
+    const int wide = !d->gsum && c->mma_wide > 0; /* v11 (always pre-gathered); mma_wide 2: x pipelined per step, 3: patches */
     const int pregather = nbmax > 8 || su_max < (int)d->ups || want_pg || wide;
     const size_t xg_bytes = pregather ? ((size_t)nbmax * ldg * 2 + 255) / 256 * 256 : 0;
     const size_t part_bytes = d->S > 1 ? (size_t)d->S * nbmax * rpad * 4 : 0;
@@ -823,8 +873,8 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
             CK(spqr_cuda_gather_x16(x, xf32, b0, nb, d->cols, d->perm, ldg, xg, c->stream), "mma gather");
             mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, xg, y, part, d->cnt,
                           (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
-                          sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32, c->mma_wide == 2};
-            CK(launch_mma<true>(a, W, sp, NT, smem, c), "mma wide kernel");
+                          sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32, c->mma_wide == 2, d->pmask, d->pfirst, d->pent, d->pptr};
+            CK(launch_mma<true>(a, W, sp, c->mma_wide == 3 && sp && d->pmask, NT, smem, c), "mma wide kernel");
             continue;
         }
         int su = (int)d->ups;
@@ -846,7 +896,7 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
             CK(e, "gsum kernel");
             continue;
         }
-        CK(launch_mma<false>(a, W, sp, NT, smem, c), "mma kernel");
+        CK(launch_mma<false>(a, W, sp, false, NT, smem, c), "mma kernel");
     }
     return SPQR_OK;
 }

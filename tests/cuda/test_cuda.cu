@@ -9,7 +9,8 @@
  *            y is poisoned with NaN first: every element must be written.
  *   mma:     v7 (tensor cores; fp16 weights and activations, fp32 accumulation) 1e-3, each n twice
  *            (the K-slice counters must have been reset), the same on v11's blocks of 4 row tiles
- *            ("mma-wide", ctx->mma_wide; ragged row-tile groups included; "mma-pipe": x copied in pieces), and with fp32 x through spqr_cuda_matmul_f32
+ *            ("mma-wide", ctx->mma_wide; ragged row-tile groups included; "mma-pipe": x copied in pieces;
+ *            "mma-patch", SpQR: the outliers in the fragments, on an upload with SPQR_CUDA_LAYOUT_MMA_PATCH), and with fp32 x through spqr_cuda_matmul_f32
  *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
  *   fused:   v5 as dispatched (half tiles for n <= 2, programmatic dependent launch where a block
  *            fills its SM), on whole tiles ("fused-whole"), without PDL ("fused-nopdl") and with x
@@ -155,12 +156,13 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     /* test-local: STREAM on 1 block (a ring that wraps, every shared tile, outliers past the shared-memory
      * capacity read from global memory), on 7 blocks (tiles split between blocks), without PDL */
     const spqr_cuda_algo STREAM_G1 = (spqr_cuda_algo)107, STREAM_G7 = (spqr_cuda_algo)108, STREAM_NOPDL = (spqr_cuda_algo)109;
-    const spqr_cuda_algo MMA_WIDE = (spqr_cuda_algo)112, MMA_PIPE = (spqr_cuda_algo)113; /* test-local: MMA with ctx->mma_wide = 1, 2 (v11) */
+    /* test-local: MMA with ctx->mma_wide = 1, 2, 3 (v11; 3 on an upload with the fragment patches) */
+    const spqr_cuda_algo MMA_WIDE = (spqr_cuda_algo)112, MMA_PIPE = (spqr_cuda_algo)113, MMA_PATCH = (spqr_cuda_algo)114;
     const spqr_cuda_algo STREAM_W8 = (spqr_cuda_algo)110, STREAM_W16 = (spqr_cuda_algo)111; /* 8 consumer warps (two blocks per SM), 16 (n = 1) */
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
         {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {FUSED_PREP, "fused-prep", 2e-4},
-        {SPQR_CUDA_MMA, "mma", 1e-3}, {MMA_WIDE, "mma-wide", 1e-3}, {MMA_PIPE, "mma-pipe", 1e-3},
+        {SPQR_CUDA_MMA, "mma", 1e-3}, {MMA_WIDE, "mma-wide", 1e-3}, {MMA_PIPE, "mma-pipe", 1e-3}, {MMA_PATCH, "mma-patch", 1e-3},
         {SPQR_CUDA_GSUM, "gsum", 3e-4},
         {SPQR_CUDA_STREAM, "stream", 3e-4}, {STREAM_G1, "stream-g1", 3e-4}, {STREAM_G7, "stream-g7", 3e-4}, {STREAM_NOPDL, "stream-nopdl", 3e-4},
         {STREAM_W8, "stream-w8", 3e-4}, {STREAM_W16, "stream-w16", 3e-4}};
@@ -177,16 +179,21 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         ctx->xprep = al.a == FUSED_PREP ? 1 : -1;      /* x prepared once per product by k_prep_x, or as dispatched */
         ctx->stream_grid = al.a == STREAM_G1 ? 1 : al.a == STREAM_G7 ? 7 : 0;
         ctx->stream_nw = al.a == STREAM_W8 ? 8 : al.a == STREAM_W16 ? 16 : 0;
-        ctx->mma_wide = al.a == MMA_WIDE ? 1 : al.a == MMA_PIPE ? 2 : 0;
+        ctx->mma_wide = al.a == MMA_WIDE ? 1 : al.a == MMA_PIPE ? 2 : al.a == MMA_PATCH ? 3 : 0;
         const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP ? SPQR_CUDA_FUSED : st_var ? SPQR_CUDA_STREAM
-                                    : al.a == MMA_WIDE || al.a == MMA_PIPE ? SPQR_CUDA_MMA : al.a;
+                                    : al.a == MMA_WIDE || al.a == MMA_PIPE || al.a == MMA_PATCH ? SPQR_CUDA_MMA : al.a;
         if (algo == SPQR_CUDA_MMA && !mma) continue;
+        spqr_cuda_qmatrix *mu = m; /* MMA_PATCH: an upload of the MMA layout with the patches (SpQR) */
+        if (al.a == MMA_PATCH) {
+            if (sm.view.kind != SPQR_TK_SPQR) continue;
+            if (spqr_cuda_upload_ex(&sm.view, SPQR_CUDA_LAYOUT_MMA_PATCH, &mu, &er)) { printf("FAIL %s: patch upload: %s\n", name, er.msg); n_fail++; continue; }
+        }
         if (al.a == SPQR_CUDA_GSUM && !gsum) continue;
         double worst = 0;
         for (int rep = 0; rep < (algo == SPQR_CUDA_MMA || al.a == SPQR_CUDA_GSUM || algo == SPQR_CUDA_STREAM ? 2 : 1); rep++)
         for (int n : ns) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
-            if (spqr_cuda_matmul(ctx, m, algo, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
+            if (spqr_cuda_matmul(ctx, mu, algo, xd, n, yd, &er)) { printf("FAIL %s %s n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
             CUDA_OK(cudaDeviceSynchronize());
             CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
             const double e = rel_l2(yh.data(), ref.data(), (size_t)n * rows);
@@ -196,6 +203,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             worst = fmax(worst, e);
         }
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
+        if (mu != m) spqr_cuda_qmatrix_free(mu);
     }
     ctx->fused_mode = 0;
     ctx->pdl = 1;
