@@ -8,7 +8,8 @@
  *            deltas) 5e-4; DEQUANT and AUTO (fp16 weights into cuBLAS, fp32 accumulation) 1e-3.
  *            y is poisoned with NaN first: every element must be written.
  *   mma:     v7 (tensor cores; fp16 weights and activations, fp32 accumulation) 1e-3, each n twice
- *            (the K-slice counters must have been reset), the same on v11's blocks of 4 row tiles
+ *            (the K-slice counters must have been reset), and in whole passes of 24, 40 and 64
+ *            (spqr_cuda_mma_matmul; spqr_cuda_matmul splits MMA calls into 16), the same on v11's blocks of 4 row tiles
  *            ("mma-wide", ctx->mma_wide; ragged row-tile groups included; "mma-pipe": x copied in pieces;
  *            "mma-patch", SpQR: the outliers in the fragments, on an upload with SPQR_CUDA_LAYOUT_MMA_PATCH), and with fp32 x through spqr_cuda_matmul_f32
  *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
@@ -202,6 +203,18 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
             report(e <= al.tol, name, what, e, al.tol);
             worst = fmax(worst, e);
         }
+        if (algo == SPQR_CUDA_MMA) /* whole passes of 24, 40, 64 (spqr_cuda_matmul gives MMA 16 at a time) */
+            for (int n : {24, 40, 64}) {
+                CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
+                if (spqr_cuda_mma_matmul(ctx, mu->mma, xd, 0, n, yd, &er)) { printf("FAIL %s %s pass n=%d: %s\n", name, al.name, n, er.msg); n_fail++; continue; }
+                CUDA_OK(cudaDeviceSynchronize());
+                CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+                const double e = rel_l2(yh.data(), ref.data(), (size_t)n * rows);
+                char what[64];
+                snprintf(what, sizeof what, "%s pass n=%d rel err", al.name, n);
+                report(e <= al.tol, name, what, e, al.tol);
+                worst = fmax(worst, e);
+            }
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
         if (mu != m) spqr_cuda_qmatrix_free(mu);
     }
