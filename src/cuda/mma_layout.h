@@ -106,7 +106,8 @@ typedef struct spqr_mma_layout {
     uint32_t *pmask;   /* [nrt·nku][32 lanes][2]: bit q (word q / 32) = pair q of the lane holds an outlier */
     uint32_t *pptr;    /* [nrt·nku·32 + 1]: the lane's first entry, in 4-entry (16-byte) steps */
     uint32_t *pent;    /* 4·pptr[last] + 4 entries: the outliers of the lane's pairs in the kernel's visit order
-                        * (spqr_mma_visit), fp16 lo | hi << 16, 0xFFFF for a half that keeps its weight;
+                        * (spqr_mma_visit), fp16 lo | hi << 16, 0xFFFF for a half that keeps its weight
+                        * (a NaN, which spqr_qview_init never lets through as an outlier value);
                         * each lane's list padded with 0 entries to a multiple of 4 */
     uint32_t *pfirst;  /* [nrt·nku][32 lanes][4]: the first 4 entries of each lane's list (0 past its end),
                         * so the kernel loads them with the unit's codes, without waiting for pptr */
