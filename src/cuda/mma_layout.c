@@ -202,16 +202,25 @@ static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_lay
     return SPQR_OK;
 }
 
-/* The fp16 outlier value at (r, stored column j) of v, or -1 (the CSR row's columns ascend). */
-static int32_t outlier_at(const spqr_qview *v, uint32_t r, uint32_t j) {
-    if (r >= v->rows || j >= v->cols) return -1;
-    uint32_t lo = v->row_ptr[r], hi = v->row_ptr[r + 1];
-    while (lo < hi) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (v->ocol[mid] < j) lo = mid + 1;
-        else hi = mid;
+/* Where (row r, stored column j) sits among the codes (the inverse of build's loop): the lane list ul
+ * = unit·32 + lane, its pair q and the half e of that pair. */
+static void patch_slot(const spqr_mma_layout *L, uint32_t r, uint32_t j, uint64_t *ul, unsigned *q, unsigned *e) {
+    const uint32_t rr = r % 32, w = j % 64;
+    const unsigned mt = rr / 16, h = (rr / 8) & 1, gl = rr % 8, kc = (j % 128) / 64, t = w / 16, p = (w % 16) / 2;
+    *ul = ((uint64_t)(r / 32) * L->nku + j / 128) * 32 + 4 * gl + t;
+    *q = ((kc * 2 + mt) * 2 + h) * 8 + p;
+    *e = w & 1;
+}
+
+/* Set bits of a lane's pair mask (words m[0], m[1]) that the kernel visits before pair q. */
+static unsigned patch_rank(const uint32_t *m, unsigned q) {
+    unsigned k = 0;
+    for (unsigned vi = 0; vi < 64; vi++) {
+        const unsigned qv = spqr_mma_visit(vi);
+        if (qv == q) break;
+        k += (m[qv >> 5] >> (qv & 31)) & 1u;
     }
-    return lo < v->row_ptr[r + 1] && v->ocol[lo] == j ? (int32_t)v->oval[lo] : -1;
+    return k;
 }
 
 spqr_status spqr_mma_build_patches(const spqr_qview *v, spqr_mma_layout *L, spqr_error *err) {
@@ -223,34 +232,31 @@ spqr_status spqr_mma_build_patches(const spqr_qview *v, spqr_mma_layout *L, spqr
     L->pfirst = calloc(nl * 4, 4);
     L->pent = NULL;
     if (!L->pmask || !L->pptr || !L->pfirst) goto nomem;
-    /* two passes over (unit, lane, pair): masks and counts, then the entries in visit order */
-    for (int pass = 0; pass < 2; pass++) {
-        for (uint64_t ul = 0; ul < nl; ul++) {
-            const uint64_t unit = ul / 32;
-            const uint32_t rt = (uint32_t)(unit / L->nku), u = (uint32_t)(unit % L->nku), lane = (uint32_t)(ul % 32), gl = lane >> 2, t = lane & 3;
-            uint32_t k = pass ? 4 * L->pptr[ul] : 0;
-            for (unsigned vi = 0; vi < 64; vi++) {
-                const unsigned q = spqr_mma_visit(vi), kc = q >> 5, mt = (q >> 4) & 1, h = (q >> 3) & 1, p = q & 7;
-                const uint32_t r = rt * 32 + mt * 16 + h * 8 + gl, j = u * 128 + kc * 64 + 16 * t + 2 * p;
-                const int32_t o0 = outlier_at(v, r, j), o1 = outlier_at(v, r, j + 1);
-                if (o0 < 0 && o1 < 0) continue;
-                if (pass) {
-                    const uint32_t e = (o0 < 0 ? 0xFFFFu : (uint32_t)o0) | (o1 < 0 ? 0xFFFFu : (uint32_t)o1) << 16;
-                    if (k - 4 * L->pptr[ul] < 4) L->pfirst[ul * 4 + k - 4 * L->pptr[ul]] = e;
-                    L->pent[k] = e;
-                } else {
-                    L->pmask[ul * 2 + (q >> 5)] |= 1u << (q & 31);
-                }
-                k++;
-            }
-            if (!pass) L->pptr[ul + 1] = (k + 3) / 4; /* counts in 4-entry steps, summed below */
+    /* from the CSR: the masks, then the lists' places (4-entry steps), then each outlier's half of its
+     * pair's entry (entries start as 0xFFFFFFFF: both halves keep their weights) */
+    uint64_t ul;
+    unsigned q, e;
+    for (uint32_t r = 0; r < v->rows; r++)
+        for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
+            patch_slot(L, r, v->ocol[k], &ul, &q, &e);
+            L->pmask[ul * 2 + (q >> 5)] |= 1u << (q & 31);
         }
-        if (!pass) {
-            for (uint64_t i = 0; i < nl; i++) L->pptr[i + 1] += L->pptr[i];
-            L->pent = calloc((size_t)4 * L->pptr[nl] + 4, 4);
-            if (!L->pent) goto nomem;
-        }
+    for (uint64_t i = 0; i < nl; i++)
+        L->pptr[i + 1] = L->pptr[i] + (unsigned)(__builtin_popcount(L->pmask[2 * i]) + __builtin_popcount(L->pmask[2 * i + 1]) + 3) / 4;
+    L->pent = calloc((size_t)4 * L->pptr[nl] + 4, 4);
+    if (!L->pent) goto nomem;
+    for (uint64_t i = 0; i < nl; i++) {
+        const unsigned cnt = (unsigned)(__builtin_popcount(L->pmask[2 * i]) + __builtin_popcount(L->pmask[2 * i + 1]));
+        for (unsigned k = 0; k < cnt; k++) L->pent[4 * (uint64_t)L->pptr[i] + k] = 0xFFFFFFFFu;
     }
+    for (uint32_t r = 0; r < v->rows; r++)
+        for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
+            patch_slot(L, r, v->ocol[k], &ul, &q, &e);
+            uint32_t *pe = L->pent + 4 * (uint64_t)L->pptr[ul] + patch_rank(L->pmask + 2 * ul, q);
+            *pe = (*pe & ~(0xFFFFu << (16 * e))) | (uint32_t)v->oval[k] << (16 * e);
+        }
+    for (uint64_t i = 0; i < nl; i++) /* the first four of each list, loaded with the unit's codes */
+        memcpy(L->pfirst + 4 * i, L->pent + 4 * (uint64_t)L->pptr[i], (L->pptr[i + 1] > L->pptr[i] ? 16 : 0));
     return SPQR_OK;
 nomem:
     free(L->pmask); free(L->pptr); free(L->pfirst);

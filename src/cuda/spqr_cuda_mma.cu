@@ -528,16 +528,17 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
         __syncthreads();
     }
     const int nel = WIDE_RT * a.nb * 32, rpad = a.nrt * 32;
-    /* element i of red: tile i / (32 nb), activation (i / 32) % nb, row i % 32 */
+    /* element i of red: tile i / (32 nb), activation (i / 32) % nb, row i % 32 of the tile */
+    auto red_row = [&](int i) { return (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31); };
     if (a.S == 1) {
         for (int i = threadIdx.x; i < nel; i += blockDim.x) {
-            const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+            const int row = red_row(i), b = (i >> 5) % a.nb;
             if (row < a.rows) a.y[(size_t)(a.b0 + b) * a.rows + row] = red[i];
         }
         return;
     }
     for (int i = threadIdx.x; i < nel; i += blockDim.x) {
-        const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+        const int row = red_row(i), b = (i >> 5) % a.nb;
         if (row < rpad) a.part[((size_t)ks * a.nb + b) * rpad + row] = red[i];
     }
     __threadfence();
@@ -547,7 +548,7 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     if (!s_last) return;
     __threadfence();
     for (int i = threadIdx.x; i < nel; i += blockDim.x) {
-        const int row = (blockIdx.x * WIDE_RT + i / (32 * a.nb)) * 32 + (i & 31), b = (i >> 5) % a.nb;
+        const int row = red_row(i), b = (i >> 5) % a.nb;
         if (row < a.rows) a.y[(size_t)(a.b0 + b) * a.rows + row] = mma_sum_slices(a, b, row);
     }
     if (threadIdx.x == 0) a.cnt[blockIdx.x] = 0u;
