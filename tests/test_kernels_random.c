@@ -255,9 +255,8 @@ static void mma_emulate_outliers(const spqr_mma_layout *L, const float *x16, int
 /* y[b][r] (double) of the MMA kernel (spqr_cuda_mma.cu), emulated lane by lane from the layout: the
  * kernel's fp16 weights (k1, hs, hk per field; HSUB2 + HFMA2 per pair), fp16 activations, every
  * (row, k) element of every fragment placed by the PTX fragment layout of mma.m16n8k16, then the
- * outlier segments, or with `patched` (v11-patch) the outliers' fp16 values put in place of their
- * weights from pmask / pptr / pent. x [n][cols] in the original column order. */
-static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double *y, int patched) {
+ * outlier segments. x [n][cols] in the original column order. */
+static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double *y) {
     const unsigned W = L->wbits;
     const int sp = L->kind == SPQR_TK_SPQR;
     memset(y, 0, (size_t)n * L->rows * sizeof *y);
@@ -290,20 +289,15 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
                     HS[fi] = f16r(s);
                     HK[fi] = f16r(-s * (z - zr));
                 }
-                const uint64_t ul = unit * 32 + lane;
-                uint32_t pk = patched ? 4 * L->pptr[ul] : 0; /* the lane's next patch entry */
                 for (unsigned kc = 0; kc < 2; kc++)
                     for (unsigned s = 0; s < 4; s++)
                         for (unsigned mt = 0; mt < 2; mt++)
                             for (unsigned i = 0; i < 4; i++) { /* register i of the A fragment, as the kernel builds it */
                                 const unsigned h = i & 1, p = 2 * s + (i >> 1), f = (kc * 2 + mt) * 2 + h;
-                                const unsigned q = ((kc * 2 + mt) * 2 + h) * 8 + p;
-                                const uint32_t m = spqr_mma_pair(w, W, q);
-                                const uint32_t pe = patched && (L->pmask[ul * 2 + q / 32] >> (q % 32) & 1u) ? L->pent[pk++] : 0xFFFFFFFFu;
+                                const uint32_t m = spqr_mma_pair(w, W, ((kc * 2 + mt) * 2 + h) * 8 + p);
                                 for (unsigned e = 0; e < 2; e++) {
                                     const float c = spqr_f16_to_f32((uint16_t)(m >> (16 * e))) - K1[f]; /* exact */
-                                    const uint16_t pv = (uint16_t)(pe >> (16 * e));
-                                    const float wv = pv != 0xFFFFu ? spqr_f16_to_f32(pv) : f16r((float)((double)c * HS[f] + HK[f]));
+                                    const float wv = f16r((float)((double)c * HS[f] + HK[f]));
                                     /* PTX m16n8k16 A: reg i holds row gl + 8 (i & 1), k = 2t + e + 8 (i >> 1) */
                                     const uint32_t row = rt * 32 + mt * 16 + gl + 8 * (i & 1);
                                     const uint32_t j = u * 128 + spqr_mma_kcol(kc, s, 2 * t + e + 8 * (i >> 1));
@@ -313,7 +307,7 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
                             }
             }
         }
-    if (sp && !patched) mma_emulate_outliers(L, x16, n, y);
+    if (sp) mma_emulate_outliers(L, x16, n, y);
     free(x16);
 }
 
@@ -441,34 +435,9 @@ static void check_mma(spqr_file_tensor *t, uint32_t S, int gsum, const char *wha
         const int n = ns[ci], NB = gsum ? (ci == 0 ? 4 : NBs[ci]) : 0;
         for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = gsum ? f16r(frnd()) : frnd();
         if (gsum) gsum_emulate(&L, x, n, NB, y);
-        else mma_emulate(&L, x, n, y, 0);
+        else mma_emulate(&L, x, n, y);
         const double rel = emulated_rel_err(ref, x, y, n, rows, cols), tol = gsum ? 2.5e-4 : 2e-3;
         CHECKF(rel <= tol, "%s (S %u, %s n %d): emulated kernel rel. error %.3e", what, L.S, gsum ? "gsum" : "mma", n, rel);
-    }
-    /* v11-patch: every outlier exactly once among the patch entries (the lanes' counts are their masks'
-     * popcounts), and the emulated product with the outliers in the fragments */
-    if (!gsum && v.kind == SPQR_TK_SPQR) {
-        CHECKF(spqr_mma_build_patches(&v, &L, &err) == SPQR_OK, "%s: patches: %s", what, err.msg);
-        uint64_t halves = 0, bad = 0;
-        const uint64_t nl = (uint64_t)L.nrt * L.nku * 32;
-        for (uint64_t ul = 0; ul < nl && L.pptr; ul++) {
-            const unsigned cnt = (unsigned)(__builtin_popcount(L.pmask[2 * ul]) + __builtin_popcount(L.pmask[2 * ul + 1]));
-            if ((cnt + 3) / 4 != L.pptr[ul + 1] - L.pptr[ul]) bad++;
-            for (unsigned k = 0; k < cnt; k++) {
-                const uint32_t e = L.pent[4 * L.pptr[ul] + k];
-                halves += ((e & 0xffffu) != 0xffffu) + ((e >> 16) != 0xffffu);
-                if (e == 0xFFFFFFFFu || (k < 4 && L.pfirst[4 * ul + k] != e)) bad++;
-            }
-        }
-        CHECKF(L.pptr && bad == 0 && halves == L.n_out, "%s: patches hold %llu of %llu outliers (%llu bad lists)", what, (unsigned long long)halves,
-               (unsigned long long)L.n_out, (unsigned long long)bad);
-        if (L.pptr) {
-            const int n = 3;
-            for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frnd();
-            mma_emulate(&L, x, n, y, 1);
-            const double rel = emulated_rel_err(ref, x, y, n, rows, cols);
-            CHECKF(rel <= 2e-3, "%s (S %u, mma patched n %d): emulated kernel rel. error %.3e", what, L.S, n, rel);
-        }
     }
     free(x); free(ref); free(y);
     spqr_mma_free(&L);

@@ -26,15 +26,12 @@
  *               v5 and v9 as dispatched prepare x once per product by a small kernel where the blocks'
  *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
  *               every block copies it): v5-gather, v9-gather are the same kernels with each block
- *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block;
- *               v9-sz: v9 at n = 1 with the first work unit's statistics computed before the wait for
- *               x; v9-flag: k_prep_x hands x over through a counter the blocks spin on, not at the
- *               kernel boundary; v9-szflag: both (ctx->fused_pv; spqr_cuda_fused.cu; not yet measured)
+ *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block
  *   v11 wide    v7's unit arithmetic on blocks of 4 row tiles x 2 warps that share one copy of the K-slice's
- *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide (the layout's default K-slices), v11-2S (twice
- *               as many), v11-pipe (x copied in pieces, each waited for just before the units that use it),
- *               v11-patch (SpQR: the outliers put into the fragments in place of their weights, no outlier step);
- *               for batches > 8, where v7's 32-row blocks each copy x
+ *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide; for batches > 8, where v7's 32-row blocks
+ *               each copy x
+ *   v12 deq     v7's layout dequantized to fp16 (the weights v7 multiplies) + cuBLAS GemmEx
+ *               (spqr_cuda_mma_dequant_matmul; SPQR_CUDA_MMA above 16): v12-deq
  *   v10 stream  records of 16 x 256 super-atoms streamed into shared memory by a producer warp (bulk
  *               copies, a ring of stages; with PDL the next product's weights are in flight while this
  *               one computes), exact codes on the tensor cores with fp32 statistics (as v8), stream-K
@@ -59,7 +56,7 @@
  *   --v8     only cuBLAS, v5 (n <= 8), v7 (default S) and v8 (implies --fast)
  *   --v9     only cuBLAS, v5 (n <= 8), v9, the floors and v7 (default S; no v8) (implies --fast)
  *   --v10    only cuBLAS, v5 and v9 (n <= 2), the floors, v7 (n >= 4) and v10 (implies --fast)
- *   --v11    only cuBLAS, v7 and v11 (n >= 2) (implies --fast)
+ *   --v11    only cuBLAS, v7, v11 (n >= 2), v4 and v12 (n >= 8) (implies --fast)
  *   --trace  only cuBLAS, v5, v9 and its variants (n <= 2) and the floors, and for SpQR w3 the timeline
  *            of one product of each at n = 1 inside its timing graph (trace_fused)
  */
@@ -303,10 +300,9 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
                            const std::vector<double> &cub_us, double read_gbs, int sms) {
     spqr_error er;
     spqr_mma_layout L;
-    const bool gsum = !strncmp(alg, "v8", 2);
+    const bool gsum = !strncmp(alg, "v8", 2), deq = !strcmp(alg, "v12-deq");
     const uint32_t S1 = S ? S : spqr_mma_default_slices(v->rows, v->cols, sms);
     OKE(gsum ? spqr_gsum_build(v, S1, &L, &er) : spqr_mma_build(v, S1, &L, &er), er);
-    if (!strcmp(alg, "v11-patch")) OKE(spqr_mma_build_patches(v, &L, &er), er); /* the outliers as fragment patches */
     const double wb = (double)spqr_mma_bytes(&L);
     const int NC = std::max(2, (int)ceil(150e6 / wb));
     std::vector<spqr_cuda_mma *> ds(NC);
@@ -315,7 +311,10 @@ static void run_mma_kernel(FILE *csv, const char *shape, const cfg &cf, const sp
     snprintf(name, sizeof name, "%s", alg);
     if (!strcmp(alg, "v7-mma") || !strcmp(alg, "v8-gsum") || !strcmp(alg, "v11-wide")) snprintf(name, sizeof name, "%s-S%u", alg, L.S);
     for (int n : ns) {
-        auto op = [&](int i) { OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er); };
+        auto op = [&](int i) {
+            if (deq) OKE(spqr_cuda_mma_dequant_matmul(ctx, ds[i], xd, 0, n, yd, &er), er);
+            else OKE(spqr_cuda_mma_matmul(ctx, ds[i], xd, 0, n, yd, &er), er);
+        };
         check_and_time(csv, shape, cf.name, name, v->rows, v->cols, n, NC, st, op, yd, Wref, xh, wb + 2.0 * n * v->cols + 4.0 * n * v->rows,
                        read_gbs, cub_us[n]);
     }
@@ -542,18 +541,17 @@ int main(int argc, char **argv) {
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
                                 {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}, {"v5-whole", 301}, {"v5-nopdl", 302},
-                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v9-sz", 305}, {"v9-flag", 306}, {"v9-szflag", 307}, {"v5-gather", 303}, {"v9-gather", 304},
+                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v5-gather", 303}, {"v9-gather", 304},
                                 {"v9-w4", 314}, {"v9-w8", 318}, {"v9-w16", 326}, {"v9-w32", 342},
                                 {"floor-empty", 401}, {"floor-v5grid", 402}, {"floor-read", 403}};
             for (const alg &al : algs) {
-                if (v11) break;
+                if (v11 && al.id != SPQR_CUDA_DEQUANT) continue; /* --v11: v4 (AUTO's choice above 16) for comparison */
                 const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302, isfloor = al.id > 400;
                 const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350;
-                const int pv = al.id >= 305 && al.id <= 307 ? al.id - 304 : 0;
-                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || pv || wsweep;
+                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || wsweep;
                 if ((isfloor || a8 || gather) && (!v9 || !m0->a8codes)) continue;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
-                if (v7 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
+                if (v7 && !v11 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
                 if (v9 && (whole || nopdl)) continue;
                 if ((v10 || trace) && (gather || wsweep)) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
@@ -563,7 +561,6 @@ int main(int argc, char **argv) {
                 ctx->pdl = !nopdl;               /* v5-nopdl: without programmatic dependent launch */
                 ctx->xprep = gather ? 0 : -1;    /* v5-gather, v9-gather: each block gathers x (no k_prep_x) */
                 ctx->fused_nw = wsweep ? al.id - 310 : 0; /* v9-w<k>: k warps per block (n = 1, half tiles) */
-                ctx->fused_pv = pv;              /* v9-sz, v9-flag, v9-szflag (n = 1) */
                 if ((id == SPQR_CUDA_TILED || id == SPQR_CUDA_FUSED) && !spqr_cuda_supports(m0, (spqr_cuda_algo)id)) continue;
                 if (al.id > 100 && al.id < 200 && cf.full != 1) continue;
                 if (fast && (al.id == 0 || al.id == SPQR_CUDA_GENERIC || (al.id > 100 && al.id < 200))) continue; /* --fast: v3 (default rows per warp), v4, v5 */
@@ -582,10 +579,11 @@ int main(int argc, char **argv) {
                     if (id == SPQR_CUDA_GENERIC && n > 8) continue;
                     if (al.id > 100 && al.id < 200 && n > 8) continue;
                     if (v56 && n > 4) continue;
-                    if (v7 && n > 8) continue;
+                    if (v7 && !v11 && n > 8) continue;
+                    if (v11 && n < 8) continue;
                     if (id == SPQR_CUDA_DEQUANT && n < 4) continue;
                     if ((id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 8) continue;
-                    if ((isfloor || wsweep || pv) && n > 1) continue;
+                    if ((isfloor || wsweep) && n > 1) continue;
                     if ((v10 || trace) && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 2) continue;
                     /* v5's grid for the floors: its row tiles, its warps per block at n = 1 */
                     int fw = 32;
@@ -626,7 +624,6 @@ int main(int argc, char **argv) {
                         trace_fused(shape, al.name, ctx, ms, (spqr_cuda_algo)id, xd, yd, st);
                 }
                 ctx->fused_mode = 0;
-                ctx->fused_pv = 0;
                 ctx->pdl = 1;
                 ctx->xprep = -1;
                 ctx->fused_nw = 0;
@@ -663,22 +660,15 @@ int main(int argc, char **argv) {
                     nv = k;
                 }
                 run_mma_kernel(csv, shape, cf, &sm.view, 0, "v7-mma", nv, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                if (v11) { /* v11 at n >= 2: the layout's K-slices, and twice as many */
+                if (v11) { /* v11 at n >= 2 */
                     std::vector<int> k;
                     for (int n : nv) if (n >= 2) k.push_back(n);
                     ctx->mma_wide = 1;
                     run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-wide", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                    if (cf.full == 1) {
-                        run_mma_kernel(csv, shape, cf, &sm.view, 2 * spqr_mma_default_slices(sm.view.rows, sm.view.cols, prop.multiProcessorCount), "v11-2S", k,
-                                       ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                        ctx->mma_wide = 2;
-                        run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-pipe", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                    }
-                    if (cf.kind == SPQR_TK_SPQR) {
-                        ctx->mma_wide = 3;
-                        run_mma_kernel(csv, shape, cf, &sm.view, 0, "v11-patch", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
-                    }
                     ctx->mma_wide = 0;
+                    k.clear();
+                    for (int n : nv) if (n >= 8) k.push_back(n);
+                    run_mma_kernel(csv, shape, cf, &sm.view, 0, "v12-deq", k, ctx, st, xd, xh, yd, Wref.data(), cub_us[si], read_gbs, prop.multiProcessorCount);
                 }
                 if (v9 && !v10 && cf.full == 1) { /* v7 with x gathered in the kernel where it fits (n <= 8; before run 18 the default) */
                     ctx->mma_pregather = 0;

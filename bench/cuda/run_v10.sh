@@ -14,7 +14,7 @@ set -u
 . bench/cuda/device.sh
 device_start 10
 V10=_Z8k_streamILi3ELi1ELi24EEv7st_args
-V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1ELi0EEv5fargs
+V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
 
 run_tests "  stream" 16
 

@@ -13,8 +13,8 @@
 set -u
 . bench/cuda/device.sh
 device_start 9
-V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0ELi0EEv5fargs
-V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1ELi0EEv5fargs
+V5=_Z7k_fusedILi3ELb1ELi1ELb1ELb0EEv5fargs
+V9=_Z7k_fusedILi3ELb1ELi1ELb1ELb1EEv5fargs
 
 run_tests "  act8" 14
 

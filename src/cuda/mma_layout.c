@@ -33,10 +33,6 @@ void spqr_mma_free(spqr_mma_layout *L) {
     free(L->ocol);
     free(L->odelta);
     free(L->perm);
-    free(L->pmask);
-    free(L->pptr);
-    free(L->pent);
-    free(L->pfirst);
     memset(L, 0, sizeof *L);
 }
 
@@ -50,8 +46,7 @@ uint64_t spqr_mma_bytes(const spqr_mma_layout *L) {
     } else {
         b += (uint64_t)L->nrt * 32 * L->gpad * 4;
     }
-    if (L->pmask) b += units * 32 * 24; /* v11-patch: pmask + pfirst per lane (the longer lists' tails are rarely read) */
-    else b += 4ull * ((uint64_t)L->nrt * L->S * 32 + 1) + 4ull * L->n_out;
+    b += 4ull * ((uint64_t)L->nrt * L->S * 32 + 1) + 4ull * L->n_out;
     if (L->perm) b += 4ull * L->cols;
     return b;
 }
@@ -200,66 +195,4 @@ static spqr_status build(const spqr_qview *v, uint32_t S, int gsum, spqr_mma_lay
         free(fill);
     }
     return SPQR_OK;
-}
-
-/* Where (row r, stored column j) sits among the codes (the inverse of build's loop): the lane list ul
- * = unit·32 + lane, its pair q and the half e of that pair. */
-static void patch_slot(const spqr_mma_layout *L, uint32_t r, uint32_t j, uint64_t *ul, unsigned *q, unsigned *e) {
-    const uint32_t rr = r % 32, w = j % 64;
-    const unsigned mt = rr / 16, h = (rr / 8) & 1, gl = rr % 8, kc = (j % 128) / 64, t = w / 16, p = (w % 16) / 2;
-    *ul = ((uint64_t)(r / 32) * L->nku + j / 128) * 32 + 4 * gl + t;
-    *q = ((kc * 2 + mt) * 2 + h) * 8 + p;
-    *e = w & 1;
-}
-
-/* Set bits of a lane's pair mask (words m[0], m[1]) that the kernel visits before pair q. */
-static unsigned patch_rank(const uint32_t *m, unsigned q) {
-    unsigned k = 0;
-    for (unsigned vi = 0; vi < 64; vi++) {
-        const unsigned qv = spqr_mma_visit(vi);
-        if (qv == q) break;
-        k += (m[qv >> 5] >> (qv & 31)) & 1u;
-    }
-    return k;
-}
-
-spqr_status spqr_mma_build_patches(const spqr_qview *v, spqr_mma_layout *L, spqr_error *err) {
-    if (v->kind != SPQR_TK_SPQR || L->gsum) return spqr_set_err(err, SPQR_E_ARG, "mma patches: SpQR v7 layouts only");
-    const uint64_t nl = (uint64_t)L->nrt * L->nku * 32;
-    free(L->pmask); free(L->pptr); free(L->pent); free(L->pfirst);
-    L->pmask = calloc(nl * 2, 4);
-    L->pptr = calloc(nl + 1, 4);
-    L->pfirst = calloc(nl * 4, 4);
-    L->pent = NULL;
-    if (!L->pmask || !L->pptr || !L->pfirst) goto nomem;
-    /* from the CSR: the masks, then the lists' places (4-entry steps), then each outlier's half of its
-     * pair's entry (entries start as 0xFFFFFFFF: both halves keep their weights) */
-    uint64_t ul;
-    unsigned q, e;
-    for (uint32_t r = 0; r < v->rows; r++)
-        for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
-            patch_slot(L, r, v->ocol[k], &ul, &q, &e);
-            L->pmask[ul * 2 + (q >> 5)] |= 1u << (q & 31);
-        }
-    for (uint64_t i = 0; i < nl; i++)
-        L->pptr[i + 1] = L->pptr[i] + (unsigned)(__builtin_popcount(L->pmask[2 * i]) + __builtin_popcount(L->pmask[2 * i + 1]) + 3) / 4;
-    L->pent = calloc((size_t)4 * L->pptr[nl] + 4, 4);
-    if (!L->pent) goto nomem;
-    for (uint64_t i = 0; i < nl; i++) {
-        const unsigned cnt = (unsigned)(__builtin_popcount(L->pmask[2 * i]) + __builtin_popcount(L->pmask[2 * i + 1]));
-        for (unsigned k = 0; k < cnt; k++) L->pent[4 * (uint64_t)L->pptr[i] + k] = 0xFFFFFFFFu;
-    }
-    for (uint32_t r = 0; r < v->rows; r++)
-        for (uint32_t k = v->row_ptr[r]; k < v->row_ptr[r + 1]; k++) {
-            patch_slot(L, r, v->ocol[k], &ul, &q, &e);
-            uint32_t *pe = L->pent + 4 * (uint64_t)L->pptr[ul] + patch_rank(L->pmask + 2 * ul, q);
-            *pe = (*pe & ~(0xFFFFu << (16 * e))) | (uint32_t)v->oval[k] << (16 * e);
-        }
-    for (uint64_t i = 0; i < nl; i++) /* the first four of each list, loaded with the unit's codes */
-        memcpy(L->pfirst + 4 * i, L->pent + 4 * (uint64_t)L->pptr[i], (L->pptr[i + 1] > L->pptr[i] ? 16 : 0));
-    return SPQR_OK;
-nomem:
-    free(L->pmask); free(L->pptr); free(L->pfirst);
-    L->pmask = L->pptr = L->pfirst = NULL;
-    return spqr_set_err(err, SPQR_E_NOMEM, "mma patches: out of memory");
 }

@@ -102,22 +102,7 @@ typedef struct spqr_mma_layout {
     uint16_t *ocol;    /* n_out (at least one element) */
     uint16_t *odelta;  /* n_out fp16 */
     int32_t *perm;     /* cols, or NULL (identity) */
-    /* SpQR outliers as fragment patches (spqr_mma_build_patches; NULL until then), for v11-patch: */
-    uint32_t *pmask;   /* [nrt·nku][32 lanes][2]: bit q (word q / 32) = pair q of the lane holds an outlier */
-    uint32_t *pptr;    /* [nrt·nku·32 + 1]: the lane's first entry, in 4-entry (16-byte) steps */
-    uint32_t *pent;    /* 4·pptr[last] + 4 entries: the outliers of the lane's pairs in the kernel's visit order
-                        * (spqr_mma_visit), fp16 lo | hi << 16, 0xFFFF for a half that keeps its weight
-                        * (a NaN, which spqr_qview_init never lets through as an outlier value);
-                        * each lane's list padded with 0 entries to a multiple of 4 */
-    uint32_t *pfirst;  /* [nrt·nku][32 lanes][4]: the first 4 entries of each lane's list (0 past its end),
-                        * so the kernel loads them with the unit's codes, without waiting for pptr */
 } spqr_mma_layout;
-
-/* The kernel's order of a lane's 64 pairs: visit index vi = ((kc·4 + s)·2 + mt)·4 + i → pair q. */
-SPQR_HD unsigned spqr_mma_visit(unsigned vi) {
-    const unsigned i = vi & 3, mt = (vi >> 2) & 1, s = (vi >> 3) & 3, kc = vi >> 5;
-    return ((kc * 2 + mt) * 2 + (i & 1)) * 8 + 2 * s + (i >> 1);
-}
 
 /* Whether the kernel takes v: wbits 2..4, groups (β1) a power of two >= 16, at most 65535 columns;
  * SpQR with qq_bits <= 4 and β2 a multiple of 16. */
@@ -138,12 +123,7 @@ spqr_status spqr_mma_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *out
 spqr_status spqr_gsum_build(const spqr_qview *v, uint32_t S, spqr_mma_layout *out, spqr_error *err);
 void spqr_mma_free(spqr_mma_layout *L);
 
-/* Adds the outliers of v (SpQR) to L (built from v by spqr_mma_build) as fragment patches: pmask,
- * pptr, pent above. The patched kernel replaces the dequantized fp16 weight of each outlier by its
- * fp16 value. SPQR_E_NOMEM. */
-spqr_status spqr_mma_build_patches(const spqr_qview *v, spqr_mma_layout *L, spqr_error *err);
-
-/* Bytes of the arrays one product reads (codes, fields, qq, outliers, perm; with patches, v11-patch's). */
+/* Bytes of the arrays one product reads (codes, fields, qq, outliers, perm). */
 uint64_t spqr_mma_bytes(const spqr_mma_layout *L);
 
 /* For the layout builders (mma_layout.c, stream_layout.c): the code of (row, stored column), 0 outside

@@ -28,6 +28,7 @@ extern "C" spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr
     c->pdl = 1;
     c->xprep = -1;
     c->mma_pregather = -1;
+    c->mma_deq = -1;
     int dev = 0;
     c->sms = 132;
     cudaGetDevice(&dev);
@@ -44,7 +45,7 @@ extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     if (!c) return;
     cublasDestroy(c->blas);
     cudaFree(c->ws);
-    cudaFree(c->fflag);
+    cudaFree(c->dws);
     free(c);
 }
 
@@ -60,16 +61,18 @@ cudaError_t spqr_cuda_smem_optin(spqr_cuda_ctx *c, const void *func, int bytes) 
     return e;
 }
 
-spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err) {
-    if (bytes <= c->ws_size) return SPQR_OK;
+spqr_status spqr_cuda_buf_reserve(spqr_cuda_ctx *c, void **buf, size_t *size, size_t bytes, spqr_error *err) {
+    if (bytes <= *size) return SPQR_OK;
     cudaStreamSynchronize(c->stream);
-    cudaFree(c->ws);
-    c->ws = NULL;
-    c->ws_size = 0;
-    CK(cudaMalloc(&c->ws, bytes), "workspace");
-    c->ws_size = bytes;
+    cudaFree(*buf);
+    *buf = NULL;
+    *size = 0;
+    CK(cudaMalloc(buf, bytes), "workspace");
+    *size = bytes;
     return SPQR_OK;
 }
+
+spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err) { return spqr_cuda_buf_reserve(c, &c->ws, &c->ws_size, bytes, err); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Upload: storage layout as is, plus the tiled layout                                            */
@@ -253,7 +256,7 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     const int want_act8 = (layouts & SPQR_CUDA_LAYOUT_ACT8) && fused_ok(v);
     const int want_fused = ((layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v)) || want_act8;
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
-    const int want_mma = (layouts & (SPQR_CUDA_LAYOUT_MMA | SPQR_CUDA_LAYOUT_MMA_PATCH)) && spqr_mma_supported(v);
+    const int want_mma = (layouts & SPQR_CUDA_LAYOUT_MMA) && spqr_mma_supported(v);
     const int want_gsum = (layouts & SPQR_CUDA_LAYOUT_GSUM) && spqr_gsum_supported(v);
     const int want_stream = (layouts & SPQR_CUDA_LAYOUT_STREAM) && spqr_stream_supported(v);
     if ((layouts & (SPQR_CUDA_LAYOUT_RAW | SPQR_CUDA_LAYOUT_TILED)) || (!want_fused && !want_mma && !want_gsum && !want_stream)) {
@@ -286,7 +289,6 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
         spqr_mma_layout L;
         const uint32_t S = spqr_mma_default_slices(v->rows, v->cols, sms);
         spqr_status st = gs ? spqr_gsum_build(v, S, &L, err) : spqr_mma_build(v, S, &L, err);
-        if (!st && !gs && (layouts & SPQR_CUDA_LAYOUT_MMA_PATCH) && v->kind == SPQR_TK_SPQR) st = spqr_mma_build_patches(v, &L, err);
         if (!st) st = spqr_cuda_mma_upload(&L, gs ? &m->gsum : &m->mma, err);
         spqr_mma_free(&L);
         if (st) { spqr_cuda_qmatrix_free(m); return st; }
@@ -760,10 +762,12 @@ static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
     return SPQR_OK;
 }
 
-/* v7 in calls of at most 16 activations: per activation, 16-wide calls measured faster than 64-wide
- * passes on SpQR matrices (bench/cuda/README.md, run 13: 25.4 µs per 16 against 122.2 per 64 at
- * 4096 x 4096). */
+/* v7 in calls of at most 16 activations (per activation, 16-wide calls measured faster than 64-wide
+ * passes on SpQR matrices: bench/cuda/README.md, run 13: 25.4 µs per 16 against 122.2 per 64 at
+ * 4096 x 4096); above 16 (ctx->mma_deq < 0, the default) v12, the weights dequantized from the same
+ * layout into cuBLAS. */
 static spqr_status run_mma(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const void *x, int xf32, int n, float *y, spqr_error *err) {
+    if (c->mma_deq > 0 || (c->mma_deq < 0 && n > 16)) return spqr_cuda_mma_dequant_matmul(c, m->mma, x, xf32, n, y, err);
     const size_t xrow = (size_t)m->cols * (xf32 ? 4 : 2);
     for (int b0 = 0; b0 < n; b0 += 16) {
         spqr_status st = spqr_cuda_mma_matmul(c, m->mma, (const char *)x + b0 * xrow, xf32, n - b0 < 16 ? n - b0 : 16, y + (size_t)b0 * m->rows, err);
@@ -776,7 +780,7 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
                                         float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
     if (algo == SPQR_CUDA_AUTO) {
-        if (m->mma && (n > 2 || !m->fused) && (n <= 16 || !m->has_raw)) algo = SPQR_CUDA_MMA; /* v5 up to 2: run 19 */
+        if (m->mma && (n > 2 || !m->fused)) algo = SPQR_CUDA_MMA; /* v5 up to 2 (run 19), v7 up to 16, v12 above */
         else algo = n <= 8 ? (m->fused ? SPQR_CUDA_FUSED : m->tiled ? SPQR_CUDA_TILED : SPQR_CUDA_GENERIC) : m->has_raw ? SPQR_CUDA_DEQUANT : SPQR_CUDA_FUSED;
     }
     if (algo != SPQR_CUDA_FUSED && algo != SPQR_CUDA_ACT8 && algo != SPQR_CUDA_TILED && algo != SPQR_CUDA_MMA && algo != SPQR_CUDA_GSUM &&

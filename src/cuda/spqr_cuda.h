@@ -89,8 +89,7 @@ typedef enum spqr_cuda_algo {
  * STREAM: STREAM alone. */
 enum {
     SPQR_CUDA_LAYOUT_RAW = 1, SPQR_CUDA_LAYOUT_TILED = 2, SPQR_CUDA_LAYOUT_FUSED = 4, SPQR_CUDA_LAYOUT_MMA = 8, SPQR_CUDA_LAYOUT_GSUM = 16,
-    SPQR_CUDA_LAYOUT_ACT8 = 32, SPQR_CUDA_LAYOUT_STREAM = 64, SPQR_CUDA_LAYOUT_ALL = 127,
-    SPQR_CUDA_LAYOUT_MMA_PATCH = 128 /* MMA plus its outliers as fragment patches (v11-patch, a lab variant; not in ALL) */
+    SPQR_CUDA_LAYOUT_ACT8 = 32, SPQR_CUDA_LAYOUT_STREAM = 64, SPQR_CUDA_LAYOUT_ALL = 127
 };
 
 typedef struct spqr_cuda_ctx spqr_cuda_ctx;         /* stream, cuBLAS handle, workspace */

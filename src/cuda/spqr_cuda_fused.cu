@@ -20,7 +20,6 @@ struct fargs {
     const uint4 *xprep; /* NULL: each block gathers x itself; else k_prep_x's image of the shared x arrays */
     int rows, cols, nct, n, b0, qq_gs, row_blocks, xf32, prep_n; /* prep_n: uint4 of that image */
     unsigned long long *trace; /* the lab's timeline (ctx->trace), NULL: off */
-    unsigned *flag;            /* PV bit 1: [0] k_prep_x blocks done, [1] fused blocks done (zero between products) */
 };
 
 __device__ __forceinline__ uint32_t word_of(const uint4 *cw, int wi) {
@@ -100,11 +99,6 @@ __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
     for (int b = 0; b < B; b++) v[b] = (pj >= 0 && a.b0 + b < a.n) ? ldx(a, b, pj) : 0.f;
 #pragma unroll
     for (int b = 0; b < B; b++) put_column<B, A8>(v[b], j, b, cpad, img, xg, xq, dxg);
-    if (a.flag) { /* publish this block's part of the image: the fused blocks wait for a.nct of these */
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) atomicAdd(a.flag, 1u);
-    }
     if (tr) trace_stamp(tr, 2, v[0]);
 }
 
@@ -116,18 +110,10 @@ __global__ void __launch_bounds__(256) k_prep_x(fargs a, float *img) {
  * spqr_act8_quantize does (dx = max|x| / 127, xq = rint(x / dx), gq = dx · Σ xq), so that per
  * (row, group) Σ c · xq is four exact IDP4A, and y += s · (dx · Σ − z · gq) as
  * spqr_qtiles_gemv_act8_ref; outliers use the fp32 x. Shared memory then: xs, xq int8 [B][cpad],
- * dxg float2 [B][cpad/16] (dx, gq), red.
- * PV (v9 at B = 1 on half tiles with a.xprep; lab variants after run 25, not yet run on a GPU):
- * bit 0: the first unit's statistics s, z of its groups are computed as soon as its words arrive,
- * before the wait for x;
- * bit 1: no griddepcontrol.wait: thread 0 spins until the a.nct k_prep_x blocks have published
- * their parts (a.flag[0], which transitively waits for x's producer, since they wait for it before
- * publishing), the image is copied bypassing L1 (it was written during this kernel's life), and the
- * last block to finish (a.flag[1]) resets both counters for the next product. */
-template <int W, bool Q3, int B, bool HALF, bool A8, int PV = 0>
+ * dxg float2 [B][cpad/16] (dx, gq), red. */
+template <int W, bool Q3, int B, bool HALF, bool A8>
 __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) k_fused(fargs a) {
     constexpr int NU = HALF ? W : 2 * W, NS = Q3 ? 3 : 4, GPU = HALF ? 8 : 16; /* uint4 and groups per work unit */
-    static_assert(!PV || (A8 && HALF && B == 1), "PV: v9, one activation, half tiles");
     extern __shared__ float4 smem4[];
     const int cpad = a.nct * 256;
     float *xs = (float *)smem4, *xg = xs + (size_t)cpad * B, *red = xg + (size_t)(cpad / 16) * B;
@@ -173,37 +159,17 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
         const uint32_t sc = Q3 ? f & 7u : f & 15u, zc = Q3 ? f >> 3 : f >> 4;
         s = fmaf((float)sc, ss, nsz), z = fmaf((float)zc, zs, nzz);
     };
-    float s0[PV & 1 ? GPU : 1], z0[PV & 1 ? GPU : 1]; /* PV bit 0: the first unit's, before the wait */
-    if ((PV & 1) && un < nunits) {
-        const float4 q = qdec();
-        float dep = 0.f;
-#pragma unroll
-        for (int i = 0; i < GPU; i++) {
-            stats(q, i, un & 1, s0[i], z0[i]);
-            dep += s0[i] + z0[i];
-        }
-        asm volatile("" ::"f"(dep)); /* computed here, before the wait below */
-    }
     uint32_t ob = 0, oe = 0; /* this row's outlier segment (weights: loaded before the wait too) */
     if (r < a.rows) { ob = __ldg(a.orp + r); oe = __ldg(a.orp + r + 1); }
     /* Programmatic dependent launch (sm_90): let the next kernel's blocks be scheduled now, and wait
      * for the previous kernel (which may write x) only after this block's first weight loads are
      * in flight. Both are no-ops when the launch did not ask for it. */
     pdl_launch_dependents();
-    if (PV & 2) {
-        if (threadIdx.x == 0) {
-            unsigned v;
-            do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(a.flag) : "memory");
-            while (v < (unsigned)a.nct);
-        }
-        __syncthreads();
-    } else {
-        pdl_wait();
-    }
+    pdl_wait();
     if (tr) trace_stamp(tr, 1);
 
-    if (a.xprep) { /* the x arrays from k_prep_x: a copy (PV bit 1: through L2 only, written while this kernel ran) */
-        auto ldimg = [&](int i) { return PV & 2 ? __ldcg(a.xprep + i) : __ldg(a.xprep + i); };
+    if (a.xprep) { /* the x arrays from k_prep_x: a copy */
+        auto ldimg = [&](int i) { return __ldg(a.xprep + i); };
         uint4 t[2];
         const int i0 = threadIdx.x, i1 = threadIdx.x + blockDim.x;
         if (i0 < a.prep_n) t[0] = ldimg(i0);
@@ -261,8 +227,7 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
 #pragma unroll
         for (int i = 0; i < GPU; i++) { /* group g0 + i of the tile = packet i/2 of cw, pairs 8*(i&1) .. +7 */
             float s, z;
-            if ((PV & 1) && un == w) s = s0[i], z = z0[i];
-            else stats(q, i, hh, s, z);
+            stats(q, i, hh, s, z);
             if (A8) {
                 const uint32_t *gw = uw + (i >> 3) * 4 * W; /* whole tiles: groups 8-15 are the second unit's words */
 #pragma unroll
@@ -333,10 +298,6 @@ __global__ void __launch_bounds__(HALF ? 1024 : 512, HALF ? 1 : W == 4 ? 1 : 2) 
             if (lane == 0 && rr < a.rows && a.b0 + b < a.n) a.y[(size_t)(a.b0 + b) * a.rows + rr] = v;
         }
     }
-    if (PV & 2) { /* the last block resets the counters (the next product's k_prep_x waits for this kernel) */
-        __syncthreads();
-        if (threadIdx.x == 0 && atomicAdd(a.flag + 1, 1u) == gridDim.x - 1) a.flag[0] = a.flag[1] = 0;
-    }
     if (tr) trace_stamp(tr, 3);
 }
 
@@ -347,22 +308,19 @@ static size_t fused_img(const spqr_cuda_qmatrix *m, int B, bool a8) {
 }
 static size_t fused_smem(const spqr_cuda_qmatrix *m, int B, int nw, bool a8) { return fused_img(m, B, a8) + (size_t)32 * (nw + 1) * B * 4; }
 
-template <int W, bool Q3, int B, bool HALF, bool A8, int PV = 0>
+template <int W, bool Q3, int B, bool HALF, bool A8>
 static cudaError_t launch_fused_b(const fargs &a, int nw, size_t smem, spqr_cuda_ctx *c, int pdl) {
-    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_fused<W, Q3, B, HALF, A8, PV>, 227 * 1024);
+    const cudaError_t e = spqr_cuda_smem_optin(c, (const void *)k_fused<W, Q3, B, HALF, A8>, 227 * 1024);
     if (e != cudaSuccess) return e;
     const spqr_launch l(dim3((unsigned)((a.rows + 31) / 32)), dim3((unsigned)nw * 32), smem, c->stream, pdl);
-    return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8, PV>, a);
+    return cudaLaunchKernelEx(&l.cfg, k_fused<W, Q3, B, HALF, A8>, a);
 }
 
 /* v5: B = 1, 2, 4 on half or whole tiles; v9 (A8): half tiles for B <= 2, whole tiles for B = 4 (v5's
- * default shapes; fewer template instances); pv > 0: v9 in k_fused's PV variant pv (B = 1, half tiles) */
+ * default shapes; fewer template instances) */
 template <int W, bool Q3, bool HALF, bool A8>
-static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl, int pv) {
+static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl) {
     if (A8) {
-        if (pv == 1) return launch_fused_b<W, Q3, 1, true, true, 1>(a, nw, smem, c, pdl);
-        if (pv == 2) return launch_fused_b<W, Q3, 1, true, true, 2>(a, nw, smem, c, pdl);
-        if (pv == 3) return launch_fused_b<W, Q3, 1, true, true, 3>(a, nw, smem, c, pdl);
         if (HALF) return B == 1 ? launch_fused_b<W, Q3, 1, true, true>(a, nw, smem, c, pdl) : launch_fused_b<W, Q3, 2, true, true>(a, nw, smem, c, pdl);
         return launch_fused_b<W, Q3, 4, false, true>(a, nw, smem, c, pdl);
     }
@@ -371,14 +329,14 @@ static cudaError_t launch_fused_q(const fargs &a, int B, int nw, size_t smem, sp
 }
 
 template <bool HALF, bool A8>
-static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl, int pv = 0) {
+static cudaError_t launch_fused_h(const spqr_cuda_qmatrix *m, const fargs &a, int B, int nw, size_t smem, spqr_cuda_ctx *c, int pdl) {
     switch (m->wbits * 2 + m->f_q3) {
-    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
-    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
-    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
-    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
-    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, c, pdl, pv);
-    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, c, pdl, pv);
+    case 2 * 2 + 1: return launch_fused_q<2, true, HALF, A8>(a, B, nw, smem, c, pdl);
+    case 2 * 2: return launch_fused_q<2, false, HALF, A8>(a, B, nw, smem, c, pdl);
+    case 3 * 2 + 1: return launch_fused_q<3, true, HALF, A8>(a, B, nw, smem, c, pdl);
+    case 3 * 2: return launch_fused_q<3, false, HALF, A8>(a, B, nw, smem, c, pdl);
+    case 4 * 2 + 1: return launch_fused_q<4, true, HALF, A8>(a, B, nw, smem, c, pdl);
+    default: return launch_fused_q<4, false, HALF, A8>(a, B, nw, smem, c, pdl);
     }
 }
 
@@ -428,26 +386,18 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
     for (int b0 = 0; b0 < n; b0 += Bmax) {
         const int nb = n - b0 < Bmax ? n - b0 : Bmax, B = nb > 2 ? 4 : nb;
         fargs a = {a8 ? m->a8codes : m->fcodes, m->fstat, m->fqq, m->fperm, m->forp, m->focol, m->fodelta, x, y, NULL,
-                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32, 0, c->trace, NULL};
+                   (int)m->rows, (int)m->cols, (int)m->nct, n, b0, (int)m->qq_gs, (int)m->row_blocks, xf32, 0, c->trace};
         const size_t smem = shape(B); /* sets nw, half for this pass width */
-        const int pv = a8 && prep && B == 1 && half ? c->fused_pv & 3 : 0;
-        if (pv & 2) {
-            if (!c->fflag) {
-                CK(cudaMalloc(&c->fflag, 2 * sizeof(unsigned)), "counters");
-                CK(cudaMemsetAsync(c->fflag, 0, 2 * sizeof(unsigned), c->stream), "counters"); /* ordered before the kernels */
-            }
-            a.flag = c->fflag;
-        }
         /* PDL only when a block fills its SM (32 warps): the next kernel's blocks then start as this
          * one's finish; with co-resident blocks it was measured slower, whether the next kernel was let
          * in at the start or after the tile loop (bench/cuda/README.md, runs 10-11) */
-        const int pdl = c->pdl && (nw == 32 || (pv & 2)); /* pv bit 1: its blocks spin, they do not wait */
+        const int pdl = c->pdl && nw == 32;
         if (prep) {
             a.xprep = (const uint4 *)c->ws;
             a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
             CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
         }
-        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c, pdl, pv) : launch_fused_h<false, true>(m, a, B, nw, smem, c, pdl))
+        cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, true>(m, a, B, nw, smem, c, pdl))
                            : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c, pdl);
         CK(e, "fused kernel");
     }

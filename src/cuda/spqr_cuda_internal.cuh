@@ -68,8 +68,8 @@ struct spqr_cuda_ctx {
     int fused_nw;    /* v5/v9 on half tiles: warps per block, 0 = the default width (a lab knob) */
     int mma_pregather; /* v7/v8: x pre-gathered by a kernel: 1 always, 0 only for passes > 8 or too wide for
                         * shared memory, -1 (default) also where the blocks' gathers add up (spqr_cuda_mma.cu) */
-    int mma_wide;    /* v7 passes on v11's blocks of 4 row tiles sharing x (spqr_cuda_mma.cu): 0 never, 1 always, 2 with
-                      * x copied in pieces, 3 with the outliers as fragment patches (uploads that have them) */
+    int mma_wide;    /* v7 passes on v11's blocks of 4 row tiles sharing x (spqr_cuda_mma.cu): 0 never, 1 always */
+    int mma_deq;     /* SPQR_CUDA_MMA calls by v12 (dequantize + cuBLAS): 1 always, 0 never, -1 (default) above 16 */
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
@@ -77,16 +77,15 @@ struct spqr_cuda_ctx {
     int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
     int stream_grid; /* v10: blocks per product, 0 = the default (spqr_cuda_stream.cu; a lab knob) */
     int stream_nw;   /* v10: consumer warps per block, 8, 16 (n = 1) or 24; 0 = the default (a lab knob) */
-    int fused_pv;    /* v9 at n = 1 with k_prep_x (a lab knob): bit 0 = the first work unit's statistics
-                      * computed before the wait for x, bit 1 = k_prep_x hands x over through a counter
-                      * (fflag) instead of the kernel boundary; 0 = neither (spqr_cuda_fused.cu) */
-    unsigned *fflag; /* [2] zero between products: k_prep_x blocks done, fused blocks done (fused_pv bit 1) */
     struct { const void *func; int bytes; } optin[SPQR_CUDA_OPTIN_MAX]; /* spqr_cuda_smem_optin's record */
     int n_optin;
     unsigned long long *trace; /* v5/v9 timelines (SPQR_TRACE_REC, bench/cuda/lab.cu --trace), NULL: off */
     cublasHandle_t blas;
     void *ws;        /* device workspace */
     size_t ws_size;
+    void *dws;       /* v12's fp16 weights and x: apart from ws, so that growing it for a long prefill never
+                      * moves the buffers that the model's captured decode graph uses */
+    size_t dws_size;
 };
 
 struct spqr_cuda_qmatrix {
@@ -240,7 +239,10 @@ cudaError_t spqr_cuda_gather_x(const void *x, int n, int b0, int B, uint32_t col
  * once per kernel and context rather than once per process). */
 cudaError_t spqr_cuda_smem_optin(spqr_cuda_ctx *c, const void *func, int bytes);
 
-/* Makes the context's workspace at least `bytes` (synchronizing when it grows). */
+/* Makes the device buffer *buf (of *size bytes, owned by the context) at least `bytes`, synchronizing the
+ * context's stream and reallocating when it grows; a CUDA graph that captured the old pointer must not
+ * be replayed after that. spqr_cuda_ws_reserve: the context's workspace. */
+spqr_status spqr_cuda_buf_reserve(spqr_cuda_ctx *c, void **buf, size_t *size, size_t bytes, spqr_error *err);
 spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err);
 
 /* Launches xo[b][j] = x[b0 + b][perm[j]] as fp16 for b < nb, j < ld (zero for j >= cols); x is fp16,
@@ -266,9 +268,6 @@ struct spqr_cuda_mma {
     __half *odelta;
     int32_t *perm;
     unsigned *cnt;                   /* [nrt] arrival counters of the K-slices, zero between calls */
-    uint2 *pmask;                    /* the outliers as fragment patches (mma_layout.h), or NULL */
-    uint4 *pfirst, *pent;
-    uint32_t *pptr;
 };
 /* Uploads a host layout (synchronous; L is not retained). */
 extern "C" spqr_status spqr_cuda_mma_upload(const struct spqr_mma_layout *L, spqr_cuda_mma **out, spqr_error *err);
@@ -279,6 +278,13 @@ extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d);
  * tensor cores, statistics in fp32. Uses the context's workspace (partial sums; pre-gathered x). */
 extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
                                             spqr_error *err);
+/* The same product by v12: the weights dequantized from v7's layout into fp16 (the values v7
+ * multiplies; outliers added as fp16), x gathered into stored order in fp16, then cuBLAS GemmEx (fp32
+ * accumulation). For batches above 16. Uses the context's buffer dws (rows × nku·128 fp16 + x). */
+/* w16 [rows][nku·128] = the fp16 weights of v7's layout (v12's first step; the lab times it alone). */
+extern "C" spqr_status spqr_cuda_mma_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_mma *d, __half *w16, spqr_error *err);
+extern "C" spqr_status spqr_cuda_mma_dequant_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
+                                                    spqr_error *err);
 
 /* v10, the streaming kernel (spqr_cuda_stream.cu). The counters make one matrix unsafe to run on two
  * streams at once. */

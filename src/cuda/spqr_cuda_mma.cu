@@ -18,6 +18,8 @@
  *      row tile, reset by that block) adds the S partials in slice order and writes y.
  * When the activations of a pass do not fit in shared memory at once, steps 1–3 repeat over
  * sub-slices of `su` units; the accumulators carry over.
+ * Also here: v11 (k_mma_wide, blocks of 4 row tiles sharing x; a lab variant), v12 (the layout
+ * dequantized to fp16 for cuBLAS: batches above 16) and v8 (k_gsum, the group-sum layout).
  */
 #include "cuda/mma_layout.h"
 #include "cuda/spqr_cuda_internal.cuh"
@@ -37,29 +39,7 @@ struct mma_args {
     float *y, *part;
     unsigned *cnt;
     int rows, cols, nrt, nku, S, ups, su, gpad, gshift, rb0_div, n, b0, nb, rs, ldg, xf32;
-    int pipe; /* v11: x copied in one cp.async group per step of WIDE_KW units, each waited for just before its step */
-    const uint2 *pmask; /* v11-patch: the outliers as fragment patches (cuda/mma_layout.h) */
-    const uint4 *pfirst, *pent;
-    const uint32_t *pptr;
 };
-
-/* A lane's fragment patches of one unit (v11-patch): which of its 64 pairs hold outliers, and the next
- * 4 entries of its list (cuda/mma_layout.h: pmask, pfirst); empty without PT. */
-template <bool PT>
-struct mma_pt {};
-template <>
-struct mma_pt<true> {
-    uint2 m;
-    uint4 e;
-};
-
-template <bool PT>
-__device__ __forceinline__ void mma_pt_load(const mma_args &a, size_t ul, mma_pt<PT> &p) {
-    if constexpr (PT) {
-        p.m = __ldg(a.pmask + ul);
-        p.e = __ldg(a.pfirst + ul);
-    }
-}
 
 /* One unit's loads for one lane. */
 template <int W, bool SP>
@@ -95,13 +75,22 @@ __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<ui
 __device__ __forceinline__ __half2 u2h(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
 
 
-/* The unit's product into acc. xs: this sub-slice's activations, the unit at column xoff. */
-template <int W, bool SP, int NT, bool PT = false>
-__device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_unit<W, SP> &d, const __half *xs, int xoff, int lane,
-                                                 float (&acc)[2][NT][4], mma_pt<PT> pt = {}, size_t ul = 0) {
-    [[maybe_unused]] unsigned pu = 0; /* patch entries used */
-    const int t = lane & 3, gl = lane >> 2;
-    __half2 K1[8], HS[8], HK[8];
+/* The lane's B-operand rows in xs: activation nt·8 + gl of n-tile nt, clamped to the pass's last one
+ * (an MMA's output columns are independent, and those past nb are never stored), with the lane's k
+ * offset 16 t: fixed for the kernel, so each B load is one LDS at a constant offset from it. */
+template <int NT>
+__device__ __forceinline__ void mma_x_rows(const mma_args &a, int lane, int (&xo)[NT]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) xo[nt] = min(nt * 8 + (lane >> 2), a.nb - 1) * a.rs + 16 * (lane & 3);
+}
+
+/* A lane's unit ready to dequantize: its 4W code words, and its 8 segment statistics as the fp16
+ * constants of cuda/mma_layout.h, weight = ((1024 + c) − K1[f])·HS[f] + HK[f] for field
+ * f = (kc·2 + mt)·2 + h. */
+template <int W, bool SP>
+__device__ __forceinline__ void mma_unit_decode(const mma_unit<W, SP> &d, uint32_t (&w)[4 * W], __half2 (&K1)[8], __half2 (&HS)[8], __half2 (&HK)[8]) {
+#pragma unroll
+    for (int i = 0; i < W; i++) { w[4 * i] = d.c[i].x; w[4 * i + 1] = d.c[i].y; w[4 * i + 2] = d.c[i].z; w[4 * i + 3] = d.c[i].w; }
 #pragma unroll
     for (int fi = 0; fi < 8; fi++) {
         float s, z;
@@ -122,9 +111,15 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
         HS[fi] = __float2half2_rn(s);
         HK[fi] = __float2half2_rn(-s * (z - zr));
     }
+}
+
+/* The unit's product into acc. xs: this sub-slice's activations, the unit at column xoff; xo: mma_x_rows. */
+template <int W, bool SP, int NT>
+__device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_unit<W, SP> &d, const __half *xs, const int (&xo)[NT], int xoff,
+                                                 float (&acc)[2][NT][4]) {
     uint32_t w[4 * W];
-#pragma unroll
-    for (int i = 0; i < W; i++) { w[4 * i] = d.c[i].x; w[4 * i + 1] = d.c[i].y; w[4 * i + 2] = d.c[i].z; w[4 * i + 3] = d.c[i].w; }
+    __half2 K1[8], HS[8], HK[8];
+    mma_unit_decode<W, SP>(d, w, K1, HS, HK);
 #pragma unroll
     for (int kc = 0; kc < 2; kc++)
 #pragma unroll
@@ -132,14 +127,9 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
             uint32_t B[NT][2];
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
-                const int b = nt * 8 + gl;
-                if (b < a.nb) {
-                    const uint2 v = *reinterpret_cast<const uint2 *>(xs + (size_t)b * a.rs + xoff + kc * 64 + 16 * t + 4 * s);
-                    B[nt][0] = v.x;
-                    B[nt][1] = v.y;
-                } else {
-                    B[nt][0] = B[nt][1] = 0u;
-                }
+                const uint2 v = *reinterpret_cast<const uint2 *>(xs + xoff + xo[nt] + kc * 64 + 4 * s);
+                B[nt][0] = v.x;
+                B[nt][1] = v.y;
             }
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
@@ -150,15 +140,6 @@ __device__ __forceinline__ void mma_unit_compute(const mma_args &a, const mma_un
                     const int h = i & 1, p = 2 * s + (i >> 1), f = f0 + h;
                     const __half2 m = u2h(spqr_mma_pair(w, W, q0 + h * 8 + p));
                     A[i] = h2u(__hfma2(__hsub2(m, K1[f]), HS[f], HK[f]));
-                    if constexpr (PT) { /* an outlier in this pair: its fp16 value replaces the weight (0xFFFF: keep) */
-                        const unsigned q = q0 + h * 8 + p;
-                        if (((q < 32 ? pt.m.x : pt.m.y) >> (q & 31)) & 1u) {
-                            const uint32_t e = pt.e.x, keep = ((e & 0xffffu) == 0xffffu ? 0xffffu : 0u) | ((e >> 16) == 0xffffu ? 0xffff0000u : 0u);
-                            A[i] = (A[i] & keep) | (e & ~keep);
-                            pt.e = make_uint4(pt.e.y, pt.e.z, pt.e.w, 0u);
-                            if ((++pu & 3u) == 0) pt.e = __ldg(a.pent + __ldg(a.pptr + ul) + pu / 4); /* past 4 in this unit (rare) */
-                        }
-                    }
                 }
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++) mma16816(acc[mt][nt], A[0], A[1], A[2], A[3], B[nt][0], B[nt][1]);
@@ -197,18 +178,14 @@ __device__ __forceinline__ void mma_acc_store(const float (&acc)[2][NT][4], int 
 
 /* Unit u of the sub-slice starting at unit su0 (held in cur) into acc, with the loads of the warp's next
  * unit, u + stride, issued first (into cur afterwards) when it is before su1. */
-template <int W, bool SP, int NT, bool PT = false>
+template <int W, bool SP, int NT>
 __device__ __forceinline__ void mma_step(const mma_args &a, int rt, int u, int su0, int su1, int stride, int lane, const int (&rb)[2], const __half *xs,
-                                         mma_unit<W, SP> &cur, float (&acc)[2][NT][4], mma_pt<PT> &pcur) {
+                                         const int (&xo)[NT], mma_unit<W, SP> &cur, float (&acc)[2][NT][4]) {
     mma_unit<W, SP> nxt;
-    mma_pt<PT> pnxt;
     const bool more = u + stride < su1;
-    if (more) {
-        mma_load<W, SP>(a, rt, u + stride, lane, rb, nxt);
-        mma_pt_load<PT>(a, ((size_t)rt * a.nku + u + stride) * 32 + lane, pnxt);
-    }
-    mma_unit_compute<W, SP, NT, PT>(a, cur, xs, (u - su0) * 128, lane, acc, pcur, ((size_t)rt * a.nku + u) * 32 + lane);
-    if (more) { cur = nxt; pcur = pnxt; }
+    if (more) mma_load<W, SP>(a, rt, u + stride, lane, rb, nxt);
+    mma_unit_compute<W, SP, NT>(a, cur, xs, xo, (u - su0) * 128, acc);
+    if (more) cur = nxt;
 }
 
 /* xs[b][0 .. scols) for the pass's nb rows: stored columns c0 .. c0 + scols, zero past cols; with
@@ -381,6 +358,8 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
     const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
     float acc[2][NT][4];
     mma_acc_zero<NT>(acc);
+    int xo[NT];
+    mma_x_rows<NT>(a, lane, xo);
     constexpr int OB = 2 * NT; /* batch columns per thread in the outlier and output steps */
     const int orow = threadIdx.x & 31;
     float oacc[OB];
@@ -399,8 +378,7 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
         if (u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
         mma_fill_x(a, xs, c0, scols);
         __syncthreads();
-        mma_pt<false> none;
-        for (; u < su1; u += SPQR_MMA_WARPS) mma_step<W, SP, NT>(a, rt, u, su0, su1, SPQR_MMA_WARPS, lane, rb, xs, cur, acc, none);
+        for (; u < su1; u += SPQR_MMA_WARPS) mma_step<W, SP, NT>(a, rt, u, su0, su1, SPQR_MMA_WARPS, lane, rb, xs, xo, cur, acc);
         if (SP) mma_outliers<OB>(a, xs, ok, oend, c0, c0 + scols, oacc);
         __syncthreads();
     }
@@ -424,30 +402,14 @@ __global__ void __launch_bounds__(128, NT <= 2 ? 4 : 2) k_mma(const mma_args a) 
  *   after the K loop the warps add their fragments, kh = 0 first (deterministic), then the block writes
  *   y, or with S > 1 its partial sums, the last block of the row-tile group (counter cnt[blockIdx.x],
  *   reset by it) adding the S partials in slice order.
- * x always comes pre-gathered (fp16, stored order) and the block's x is copied once per sub-slice,
- * all of it before the first unit (a.pipe = 0) or one cp.async group per step of WIDE_KW units, each
- * waited for (and a barrier) just before its step (a.pipe = 1); a block holds up to 226 KB of shared
- * memory (one block per SM at 64 activations).
+ * x always comes pre-gathered (fp16, stored order) and the block's x is copied once per sub-slice;
+ * a block holds up to 226 KB of shared memory (one block per SM at 64 activations).
  */
 #define WIDE_RT 4
 #define WIDE_KW 2
-
-/* Waits until at most n of this thread's cp.async groups are pending (the instruction takes a constant). */
-__device__ __forceinline__ void cp_async_wait_pending(int n) {
-    switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
-    }
-}
 #define WIDE_SMEM_MAX (226 * 1024) /* of the 227 KB a block may opt in to; s_last is static */
 
-template <int W, bool SP, int NT, bool PT>
+template <int W, bool SP, int NT>
 __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mma_args a) {
     extern __shared__ float4 smem4[];
     __half *xs = reinterpret_cast<__half *>(smem4);
@@ -461,8 +423,10 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     for (int i = threadIdx.x; i < WIDE_RT * a.nb * 32; i += blockDim.x) red[i] = 0.f;
     float acc[2][NT][4];
     mma_acc_zero<NT>(acc);
+    int xo[NT];
+    mma_x_rows<NT>(a, lane, xo);
     uint32_t ok = 0, oend = 0;
-    if (SP && !PT && live) {
+    if (SP && live) {
         const size_t seg = ((size_t)rt * a.S + ks) * 32 + lane;
         ok = __ldg(a.optr + seg);
         oend = __ldg(a.optr + seg + 1);
@@ -471,36 +435,14 @@ __global__ void __launch_bounds__(WIDE_RT * WIDE_KW * 32, 1) k_mma_wide(const mm
     for (int su0 = u0; su0 < u1; su0 += a.su) {
         const int su1 = min(su0 + a.su, u1), c0 = su0 * 128, scols = (su1 - su0) * 128;
         mma_unit<W, SP> cur;
-        mma_pt<PT> pcur;
         int u = su0 + kh;
-        if (live && u < su1) {
-            mma_load<W, SP>(a, rt, u, lane, rb, cur);
-            mma_pt_load<PT>(a, ((size_t)rt * a.nku + u) * 32 + lane, pcur);
-        }
-        if (a.pipe) { /* step i = units su0 + WIDE_KW i .. + WIDE_KW - 1: its x in cp.async group i */
-            const int nsteps = (su1 - su0 + WIDE_KW - 1) / WIDE_KW;
-            for (int i = 0; i < nsteps; i++) {
-                const int cc0 = i * WIDE_KW * 128, nv = (min(cc0 + WIDE_KW * 128, scols) - cc0) / 4;
-                for (int b = 0; b < a.nb; b++)
-                    for (int j = threadIdx.x; j < nv; j += blockDim.x) {
-                        const unsigned dst = (unsigned)__cvta_generic_to_shared(xs + (size_t)b * a.rs + cc0 + 4 * j);
-                        asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(a.xg + (size_t)b * a.ldg + c0 + cc0 + 4 * j));
-                    }
-                asm volatile("cp.async.commit_group;\n" ::);
-            }
-            for (int i = 0; i < nsteps; i++, u += WIDE_KW) {
-                cp_async_wait_pending(nsteps - 1 - i);
-                __syncthreads();
-                if (live && u < su1) mma_step<W, SP, NT, PT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc, pcur);
-            }
-        } else {
-            mma_fill_x(a, xs, c0, scols);
-            __syncthreads();
-        }
+        if (live && u < su1) mma_load<W, SP>(a, rt, u, lane, rb, cur);
+        mma_fill_x(a, xs, c0, scols);
+        __syncthreads();
         if (live) {
-            for (; u < su1; u += WIDE_KW) mma_step<W, SP, NT, PT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, cur, acc, pcur); /* (none left with a.pipe) */
+            for (; u < su1; u += WIDE_KW) mma_step<W, SP, NT>(a, rt, u, su0, su1, WIDE_KW, lane, rb, xs, xo, cur, acc);
             /* this sub-slice's outliers of row (rt, lane), activations b = kh, kh + WIDE_KW, ... */
-            while (SP && !PT && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
+            while (SP && ok < oend) { /* 4 loads in flight; the segment's columns ascend */
                 uint32_t col[4];
                 float dl[4];
 #pragma unroll
@@ -739,6 +681,79 @@ __global__ void __launch_bounds__(128, NB == 8 ? 2 : 3) k_gsum(const mma_args a)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* v12: batches above 16 — the weights dequantized to fp16 from v7's layout, then cuBLAS           */
+/* ---------------------------------------------------------------------------------------------- */
+/*
+ * One warp per unit (32 rows × 128 stored columns): the lane decodes its 8 segments exactly as v7
+ * builds its A fragments (mma_unit_decode, spqr_mma_pair, HSUB2 + HFMA2), so the fp16 weights are the
+ * ones v7 multiplies. Segment (kc, mt, h) of lane (gl, t) is row 32 rt + 16 mt + 8 h + gl, stored
+ * columns 128 u + 64 kc + 16 t .. + 15, pairs p = 0..7 in column order: two 16-byte stores.
+ * w16 [rows][ld] row-major (ld = nku·128; columns past cols get weight 0). Then k_mma_outliers adds
+ * each outlier's fp16 delta to its weight (one thread per outlier segment: no two threads touch one
+ * element), and cuBLAS multiplies: y = W16 · x16 with x gathered into stored order in fp16.
+ */
+template <int W, bool SP>
+__global__ void __launch_bounds__(256) k_mma_dequant(const mma_args a, __half *__restrict__ w16, int ld) {
+    const int lane = threadIdx.x & 31, t = lane & 3, gl = lane >> 2;
+    const size_t unit = (size_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (unit >= (size_t)a.nrt * a.nku) return;
+    const int rt = (int)(unit / a.nku), u = (int)(unit % a.nku);
+    const int rb[2] = {(rt * 32) / a.rb0_div, (rt * 32 + 16) / a.rb0_div};
+    mma_unit<W, SP> d;
+    mma_load<W, SP>(a, rt, u, lane, rb, d);
+    uint32_t w[4 * W];
+    __half2 K1[8], HS[8], HK[8];
+    mma_unit_decode<W, SP>(d, w, K1, HS, HK);
+#pragma unroll
+    for (int f = 0; f < 8; f++) { /* f = (kc·2 + mt)·2 + h */
+        const int kc = f >> 2, mt = (f >> 1) & 1, h = f & 1, row = rt * 32 + mt * 16 + h * 8 + gl;
+        uint32_t v[8];
+#pragma unroll
+        for (int p = 0; p < 8; p++) v[p] = h2u(__hfma2(__hsub2(u2h(spqr_mma_pair(w, W, f * 8 + p)), K1[f]), HS[f], HK[f]));
+        if (row < a.rows) {
+            uint4 *o = reinterpret_cast<uint4 *>(w16 + (size_t)row * ld + u * 128 + kc * 64 + 16 * t);
+            o[0] = make_uint4(v[0], v[1], v[2], v[3]);
+            o[1] = make_uint4(v[4], v[5], v[6], v[7]);
+        }
+    }
+}
+
+/* w16[row][col] += δ for every outlier. Warp = one (row tile, K-slice) group of 32 CSR segments, whose
+ * entries are contiguous: lane takes entries k0 + lane, + 32, ... (4 in flight: loads, then stores), its
+ * row the last segment of the group starting at or before the entry (binary search over the 33 starts). */
+__global__ void __launch_bounds__(256) k_mma_outliers(const mma_args a, __half *__restrict__ w16, int ld) {
+    __shared__ uint32_t sp[8][33];
+    const int lane = threadIdx.x & 31, wi = threadIdx.x >> 5;
+    const size_t grp = (size_t)blockIdx.x * 8 + wi;
+    if (grp >= (size_t)a.nrt * a.S) return; /* warp-uniform; no block barrier below */
+    const uint32_t *op = a.optr + grp * 32;
+    sp[wi][lane] = __ldg(op + lane);
+    if (lane == 0) sp[wi][32] = __ldg(op + 32);
+    __syncwarp();
+    const uint32_t k0 = sp[wi][0], k1 = sp[wi][32];
+    const int rt0 = (int)(grp / a.S) * 32;
+    for (uint32_t kb = k0; kb < k1; kb += 128) {
+        size_t at[4];
+        float dl[4], wv[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const uint32_t k = kb + 32 * e + lane;
+            int lo = 0;
+#pragma unroll
+            for (int step = 16; step; step >>= 1) lo += sp[wi][lo + step] <= k ? step : 0;
+            const bool in = k < k1 && rt0 + lo < a.rows;
+            at[e] = in ? (size_t)(rt0 + lo) * ld + __ldg(a.ocol + k) : ~(size_t)0;
+            dl[e] = in ? __half2float(a.odelta[k]) : 0.f;
+        }
+#pragma unroll
+        for (int e = 0; e < 4; e++) wv[e] = at[e] != ~(size_t)0 ? __half2float(w16[at[e]]) : 0.f;
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            if (at[e] != ~(size_t)0) w16[at[e]] = __float2half_rn(wv[e] + dl[e]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Upload and launch                                                                              */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -746,7 +761,6 @@ extern "C" void spqr_cuda_mma_free(spqr_cuda_mma *d) {
     if (!d) return;
     cudaFree(d->codes); cudaFree(d->fields); cudaFree(d->qq); cudaFree(d->optr); cudaFree(d->ocol); cudaFree(d->odelta);
     cudaFree(d->perm); cudaFree(d->cnt);
-    cudaFree(d->pmask); cudaFree(d->pfirst); cudaFree(d->pent); cudaFree(d->pptr);
     free(d);
 }
 
@@ -776,50 +790,39 @@ extern "C" spqr_status spqr_cuda_mma_upload(const spqr_mma_layout *L, spqr_cuda_
     if (e == cudaSuccess && L->perm) e = up_copy(&d->perm, L->perm, (size_t)L->cols * 4);
     if (e == cudaSuccess) e = up_copy(&d->cnt, NULL, (size_t)L->nrt * 4);
     if (e == cudaSuccess) e = cudaMemset(d->cnt, 0, (size_t)L->nrt * 4);
-    if (e == cudaSuccess && L->pmask) { /* the fragment patches (v11-patch) */
-        const uint64_t nl = units * 32;
-        e = up_copy(&d->pmask, L->pmask, nl * 8);
-        if (e == cudaSuccess) e = up_copy(&d->pfirst, L->pfirst, nl * 16);
-        if (e == cudaSuccess) e = up_copy(&d->pptr, L->pptr, (nl + 1) * 4);
-        if (e == cudaSuccess) e = up_copy(&d->pent, L->pent, ((uint64_t)L->pptr[nl] + 1) * 16);
-    }
     if (e != cudaSuccess) { spqr_cuda_mma_free(d); return spqr_set_err(err, SPQR_E_IO, "cuda: mma upload: %s", cudaGetErrorString(e)); }
     *out = d;
     return SPQR_OK;
 }
 
-/* v7 (k_mma), or v11 (k_mma_wide) when WIDE (with the outliers as fragment patches when PT), for codes
- * of W bits, SpQR (SP) or GPTQ, NT n-tiles */
-template <int W, bool SP, int NT, bool WIDE, bool PT>
+/* v7 (k_mma), or v11 (k_mma_wide) when WIDE, for codes of W bits, SpQR (SP) or GPTQ, NT n-tiles */
+template <int W, bool SP, int NT, bool WIDE>
 static cudaError_t launch_mma_t(const mma_args &a, size_t smem, spqr_cuda_ctx *c) {
     const void *k;
-    if constexpr (WIDE) k = (const void *)k_mma_wide<W, SP, NT, PT>;
+    if constexpr (WIDE) k = (const void *)k_mma_wide<W, SP, NT>;
     else k = (const void *)k_mma<W, SP, NT>;
     const cudaError_t e = spqr_cuda_smem_optin(c, k, WIDE ? WIDE_SMEM_MAX : MMA_XS_MAX + 1024);
     if (e != cudaSuccess) return e;
-    if constexpr (WIDE) k_mma_wide<W, SP, NT, PT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, c->stream>>>(a);
+    if constexpr (WIDE) k_mma_wide<W, SP, NT><<<dim3((unsigned)((a.nrt + WIDE_RT - 1) / WIDE_RT), (unsigned)a.S), WIDE_RT * WIDE_KW * 32, smem, c->stream>>>(a);
     else k_mma<W, SP, NT><<<dim3((unsigned)a.nrt, (unsigned)a.S), SPQR_MMA_WARPS * 32, smem, c->stream>>>(a);
     return cudaGetLastError();
 }
 
-template <int W, bool SP, bool WIDE, bool PT>
+template <int W, bool SP, bool WIDE>
 static cudaError_t launch_mma_n(const mma_args &a, int NT, size_t smem, spqr_cuda_ctx *c) {
     switch (NT) {
-    case 1: return launch_mma_t<W, SP, 1, WIDE, PT>(a, smem, c);
-    case 2: return launch_mma_t<W, SP, 2, WIDE, PT>(a, smem, c);
-    case 4: return launch_mma_t<W, SP, 4, WIDE, PT>(a, smem, c);
-    default: return launch_mma_t<W, SP, 8, WIDE, PT>(a, smem, c);
+    case 1: return launch_mma_t<W, SP, 1, WIDE>(a, smem, c);
+    case 2: return launch_mma_t<W, SP, 2, WIDE>(a, smem, c);
+    case 4: return launch_mma_t<W, SP, 4, WIDE>(a, smem, c);
+    default: return launch_mma_t<W, SP, 8, WIDE>(a, smem, c);
     }
 }
 
-/* pt: v11-patch (WIDE, SpQR only) */
 template <bool WIDE>
-static cudaError_t launch_mma(const mma_args &a, int W, bool sp, bool pt, int NT, size_t smem, spqr_cuda_ctx *c) {
-    if (WIDE && pt) return W == 2 ? launch_mma_n<2, true, true, true>(a, NT, smem, c) : W == 3 ? launch_mma_n<3, true, true, true>(a, NT, smem, c)
-                                                                                      : launch_mma_n<4, true, true, true>(a, NT, smem, c);
-    if (W == 2) return sp ? launch_mma_n<2, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<2, false, WIDE, false>(a, NT, smem, c);
-    if (W == 3) return sp ? launch_mma_n<3, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<3, false, WIDE, false>(a, NT, smem, c);
-    return sp ? launch_mma_n<4, true, WIDE, false>(a, NT, smem, c) : launch_mma_n<4, false, WIDE, false>(a, NT, smem, c);
+static cudaError_t launch_mma(const mma_args &a, int W, bool sp, int NT, size_t smem, spqr_cuda_ctx *c) {
+    if (W == 2) return sp ? launch_mma_n<2, true, WIDE>(a, NT, smem, c) : launch_mma_n<2, false, WIDE>(a, NT, smem, c);
+    if (W == 3) return sp ? launch_mma_n<3, true, WIDE>(a, NT, smem, c) : launch_mma_n<3, false, WIDE>(a, NT, smem, c);
+    return sp ? launch_mma_n<4, true, WIDE>(a, NT, smem, c) : launch_mma_n<4, false, WIDE>(a, NT, smem, c);
 }
 
 template <int W, int NB>
@@ -852,7 +855,7 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
     /* run 18: pre-gathering by a kernel is faster at every n on the 7B shapes (n = 8: 26 -> 19 us at 4096^2,
      * 62 -> 35 at 11008 x 4096); by default (mma_pregather < 0) where the blocks' gathers add up, as v5 */
     const int want_pg = c->mma_pregather < 0 ? (uint64_t)d->nrt * d->cols >= (1u << 18) : c->mma_pregather;
-    const int wide = !d->gsum && c->mma_wide > 0; /* v11 (always pre-gathered); mma_wide 2: x pipelined per step, 3: patches */
+    const int wide = !d->gsum && c->mma_wide > 0; /* v11 (always pre-gathered) */
     const int pregather = nbmax > 8 || su_max < (int)d->ups || want_pg || wide;
     const size_t xg_bytes = pregather ? ((size_t)nbmax * ldg * 2 + 255) / 256 * 256 : 0;
     const size_t part_bytes = d->S > 1 ? (size_t)d->S * nbmax * rpad * 4 : 0;
@@ -874,8 +877,8 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
             CK(spqr_cuda_gather_x16(x, xf32, b0, nb, d->cols, d->perm, ldg, xg, c->stream), "mma gather");
             mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, x, xg, y, part, d->cnt,
                           (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, su, (int)d->gpad, gshift,
-                          sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32, c->mma_wide == 2, d->pmask, d->pfirst, d->pent, d->pptr};
-            CK(launch_mma<true>(a, W, sp, c->mma_wide == 3 && sp && d->pmask, NT, smem, c), "mma wide kernel");
+                          sp ? (int)d->qq_gs : 1, n, b0, nb, rs, ldg, xf32};
+            CK(launch_mma<true>(a, W, sp, NT, smem, c), "mma wide kernel");
             continue;
         }
         int su = (int)d->ups;
@@ -897,7 +900,50 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
             CK(e, "gsum kernel");
             continue;
         }
-        CK(launch_mma<false>(a, W, sp, false, NT, smem, c), "mma kernel");
+        CK(launch_mma<false>(a, W, sp, NT, smem, c), "mma kernel");
     }
+    return SPQR_OK;
+}
+
+template <int W>
+static cudaError_t launch_dequant_w(const mma_args &a, bool sp, __half *w16, int ld, cudaStream_t st) {
+    const unsigned blocks = (unsigned)(((size_t)a.nrt * a.nku + 7) / 8);
+    if (sp) k_mma_dequant<W, true><<<blocks, 256, 0, st>>>(a, w16, ld);
+    else k_mma_dequant<W, false><<<blocks, 256, 0, st>>>(a, w16, ld);
+    return cudaGetLastError();
+}
+
+extern "C" spqr_status spqr_cuda_mma_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_mma *d, __half *w16, spqr_error *err) {
+    if (d->gsum) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: dequantization needs the MMA layout, not the group-sum one");
+    const int sp = d->kind == SPQR_TK_SPQR, W = (int)d->wbits, ld = (int)d->nku * 128;
+    int gshift = 0;
+    while ((1u << gshift) < d->gs) gshift++;
+    mma_args a = {d->codes, d->fields, d->qq, d->optr, d->ocol, d->odelta, d->perm, NULL, NULL, NULL, NULL, d->cnt,
+                  (int)d->rows, (int)d->cols, (int)d->nrt, (int)d->nku, (int)d->S, (int)d->ups, 0, (int)d->gpad, gshift,
+                  sp ? (int)d->qq_gs : 1, 0, 0, 0, 0, ld, 0};
+    CK(W == 2 ? launch_dequant_w<2>(a, sp, w16, ld, c->stream) : W == 3 ? launch_dequant_w<3>(a, sp, w16, ld, c->stream)
+                                                                       : launch_dequant_w<4>(a, sp, w16, ld, c->stream), "mma dequant kernel");
+    if (sp && d->n_out) {
+        k_mma_outliers<<<(unsigned)(((size_t)d->nrt * d->S + 7) / 8), 256, 0, c->stream>>>(a, w16, ld);
+        CK(cudaGetLastError(), "mma outlier kernel");
+    }
+    return SPQR_OK;
+}
+
+extern "C" spqr_status spqr_cuda_mma_dequant_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
+                                                    spqr_error *err) {
+    if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
+    const int ld = (int)d->nku * 128;
+    const size_t wbytes = ((size_t)d->rows * ld * 2 + 255) / 256 * 256;
+    spqr_status st = spqr_cuda_buf_reserve(c, &c->dws, &c->dws_size, wbytes + (size_t)n * ld * 2, err);
+    if (st) return st;
+    __half *w16 = (__half *)c->dws, *x16 = (__half *)((char *)c->dws + wbytes);
+    st = spqr_cuda_mma_dequant_f16(c, d, w16, err);
+    if (st) return st;
+    CK(spqr_cuda_gather_x16(x, xf32, 0, n, d->cols, d->perm, ld, x16, c->stream), "mma gather");
+    const float one = 1.f, zero = 0.f;
+    const cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)d->rows, n, ld, &one, w16, CUDA_R_16F, ld, x16, CUDA_R_16F, ld,
+                                           &zero, y, CUDA_R_32F, (int)d->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (bs != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_IO, "cuda: cublasGemmEx failed (%d)", (int)bs);
     return SPQR_OK;
 }

@@ -54,6 +54,7 @@ struct spqr_cuda_model {
     float *h_logits;            /* pinned [vocab] for the decode graph */
     int decode_calls;
     cudaGraphExec_t graph;
+    void *graph_ws;             /* the context's workspace when the graph was captured */
     uint64_t weight_bytes;
 };
 
@@ -551,7 +552,13 @@ extern "C" spqr_status spqr_cuda_forward(spqr_cuda_model *g, const int32_t *ids,
     *g->h_pos = pos;
     spqr_status s;
     if (n == 1 && g->use_graph) {
-        /* decode: the first call runs eagerly (workspaces settle), the second captures the graph */
+        /* decode: the first call runs eagerly (workspaces settle), the second captures the graph; a wider
+         * product since then that grew the context's workspace moved it, so the graph is captured again */
+        if (g->graph && g->graph_ws != g->ctx->ws) {
+            cudaGraphExecDestroy(g->graph);
+            g->graph = NULL;
+            g->decode_calls = 0;
+        }
         if (!g->graph && g->decode_calls >= 1) {
             cudaGraph_t gr;
             CK(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal), "capture");
@@ -565,6 +572,7 @@ extern "C" spqr_status spqr_cuda_forward(spqr_cuda_model *g, const int32_t *ids,
             e = cudaGraphInstantiate(&g->graph, gr, 0);
             cudaGraphDestroy(gr);
             CK(e, "graph instantiate");
+            g->graph_ws = g->ctx->ws;
         }
         g->decode_calls++;
         if (g->graph) {

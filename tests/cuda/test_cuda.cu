@@ -10,8 +10,9 @@
  *   mma:     v7 (tensor cores; fp16 weights and activations, fp32 accumulation) 1e-3, each n twice
  *            (the K-slice counters must have been reset), and in whole passes of 24, 40 and 64
  *            (spqr_cuda_mma_matmul; spqr_cuda_matmul splits MMA calls into 16), the same on v11's blocks of 4 row tiles
- *            ("mma-wide", ctx->mma_wide; ragged row-tile groups included; "mma-pipe": x copied in pieces;
- *            "mma-patch", SpQR: the outliers in the fragments, on an upload with SPQR_CUDA_LAYOUT_MMA_PATCH), and with fp32 x through spqr_cuda_matmul_f32
+ *            ("mma-wide", ctx->mma_wide; ragged row-tile groups included), by v12 at every n ("mma-deq",
+ *            ctx->mma_deq = 1: dequantized to fp16 from the same layout, then cuBLAS; AUTO and "mma" use it
+ *            above 16), and with fp32 x through spqr_cuda_matmul_f32
  *            on an upload of the MMA layout alone (2e-3: x is rounded to fp16 there, not in ref).
  *   fused:   v5 as dispatched (half tiles for n <= 2, programmatic dependent launch where a block
  *            fills its SM), on whole tiles ("fused-whole"), without PDL ("fused-nopdl") and with x
@@ -22,8 +23,7 @@
  *            spqr_qtiles_gemv_act8_ref on the same permuted x): equal up to summation order, 1e-5, at
  *            every n, fp16 x through spqr_cuda_matmul and fp32 x through spqr_cuda_matmul_f32 with
  *            spqr_cuda_ctx_set_act8 (n = 1; n = 2, 3, 5 must keep exact activations: 2e-4 against
- *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep), and
- *            in the variants of ctx->fused_pv (n = 1: statistics before the wait, x through a counter); and
+ *            W·x, 2e-3 for n = 3, 5 on MMA), fp16 x also with x prepared by k_prep_x (ctx->xprep); and
  *            against W·x within 2e-2 (it is that product, with rounded activations).
  *   stream:  v10 (records streamed into shared memory, exact codes on the tensor cores, fp32 statistics;
  *            the reference uses the same fp16 x) 3e-4 (the fp16 outlier deltas), each n twice (the
@@ -157,13 +157,13 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     /* test-local: STREAM on 1 block (a ring that wraps, every shared tile, outliers past the shared-memory
      * capacity read from global memory), on 7 blocks (tiles split between blocks), without PDL */
     const spqr_cuda_algo STREAM_G1 = (spqr_cuda_algo)107, STREAM_G7 = (spqr_cuda_algo)108, STREAM_NOPDL = (spqr_cuda_algo)109;
-    /* test-local: MMA with ctx->mma_wide = 1, 2, 3 (v11; 3 on an upload with the fragment patches) */
-    const spqr_cuda_algo MMA_WIDE = (spqr_cuda_algo)112, MMA_PIPE = (spqr_cuda_algo)113, MMA_PATCH = (spqr_cuda_algo)114;
+    const spqr_cuda_algo MMA_WIDE = (spqr_cuda_algo)112; /* test-local: MMA with ctx->mma_wide = 1 (v11) */
+    const spqr_cuda_algo MMA_DEQ = (spqr_cuda_algo)113;  /* test-local: MMA with ctx->mma_deq = 1 (v12 at every n) */
     const spqr_cuda_algo STREAM_W8 = (spqr_cuda_algo)110, STREAM_W16 = (spqr_cuda_algo)111; /* 8 consumer warps (two blocks per SM), 16 (n = 1) */
     const struct { spqr_cuda_algo a; const char *name; double tol; } algs[] = {
         {SPQR_CUDA_TILED, "tiled", 5e-4}, {SPQR_CUDA_GENERIC, "generic", 1e-5}, {SPQR_CUDA_DEQUANT, "dequant", 1e-3}, {SPQR_CUDA_AUTO, "auto", 1e-3},
         {SPQR_CUDA_FUSED, "fused", 2e-4}, {FUSED_WHOLE, "fused-whole", 2e-4}, {FUSED_NOPDL, "fused-nopdl", 2e-4}, {FUSED_PREP, "fused-prep", 2e-4},
-        {SPQR_CUDA_MMA, "mma", 1e-3}, {MMA_WIDE, "mma-wide", 1e-3}, {MMA_PIPE, "mma-pipe", 1e-3}, {MMA_PATCH, "mma-patch", 1e-3},
+        {SPQR_CUDA_MMA, "mma", 1e-3}, {MMA_WIDE, "mma-wide", 1e-3}, {MMA_DEQ, "mma-deq", 1e-3},
         {SPQR_CUDA_GSUM, "gsum", 3e-4},
         {SPQR_CUDA_STREAM, "stream", 3e-4}, {STREAM_G1, "stream-g1", 3e-4}, {STREAM_G7, "stream-g7", 3e-4}, {STREAM_NOPDL, "stream-nopdl", 3e-4},
         {STREAM_W8, "stream-w8", 3e-4}, {STREAM_W16, "stream-w16", 3e-4}};
@@ -180,21 +180,17 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         ctx->xprep = al.a == FUSED_PREP ? 1 : -1;      /* x prepared once per product by k_prep_x, or as dispatched */
         ctx->stream_grid = al.a == STREAM_G1 ? 1 : al.a == STREAM_G7 ? 7 : 0;
         ctx->stream_nw = al.a == STREAM_W8 ? 8 : al.a == STREAM_W16 ? 16 : 0;
-        ctx->mma_wide = al.a == MMA_WIDE ? 1 : al.a == MMA_PIPE ? 2 : al.a == MMA_PATCH ? 3 : 0;
+        ctx->mma_wide = al.a == MMA_WIDE;
+        ctx->mma_deq = al.a == MMA_DEQ ? 1 : -1;
         const spqr_cuda_algo algo = al.a == FUSED_WHOLE || al.a == FUSED_NOPDL || al.a == FUSED_PREP ? SPQR_CUDA_FUSED : st_var ? SPQR_CUDA_STREAM
-                                    : al.a == MMA_WIDE || al.a == MMA_PIPE || al.a == MMA_PATCH ? SPQR_CUDA_MMA : al.a;
+                                    : al.a == MMA_WIDE || al.a == MMA_DEQ ? SPQR_CUDA_MMA : al.a;
         if (algo == SPQR_CUDA_MMA && !mma) continue;
         if (al.a == SPQR_CUDA_GSUM && !gsum) continue;
-        spqr_cuda_qmatrix *mu = m; /* MMA_PATCH: an upload of the MMA layout with the patches (SpQR) */
-        if (al.a == MMA_PATCH) {
-            if (sm.view.kind != SPQR_TK_SPQR) continue;
-            if (spqr_cuda_upload_ex(&sm.view, SPQR_CUDA_LAYOUT_MMA_PATCH, &mu, &er)) { printf("FAIL %s: patch upload: %s\n", name, er.msg); n_fail++; continue; }
-        }
         double worst = 0;
         /* y poisoned, one call (spqr_cuda_matmul, or a whole MMA pass), checked against W·x */
         auto check = [&](int n, bool pass) {
             CUDA_OK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
-            const spqr_status st = pass ? spqr_cuda_mma_matmul(ctx, mu->mma, xd, 0, n, yd, &er) : spqr_cuda_matmul(ctx, mu, algo, xd, n, yd, &er);
+            const spqr_status st = pass ? spqr_cuda_mma_matmul(ctx, m->mma, xd, 0, n, yd, &er) : spqr_cuda_matmul(ctx, m, algo, xd, n, yd, &er);
             if (st) { printf("FAIL %s %s%s n=%d: %s\n", name, al.name, pass ? " pass" : "", n, er.msg); n_fail++; return; }
             CUDA_OK(cudaDeviceSynchronize());
             CUDA_OK(cudaMemcpy(yh.data(), yd, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
@@ -206,10 +202,9 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         };
         for (int rep = 0; rep < (algo == SPQR_CUDA_MMA || al.a == SPQR_CUDA_GSUM || algo == SPQR_CUDA_STREAM ? 2 : 1); rep++)
             for (int n : ns) check(n, false);
-        if (algo == SPQR_CUDA_MMA) /* whole passes of 24, 40, 64 (spqr_cuda_matmul gives MMA 16 at a time) */
+        if (algo == SPQR_CUDA_MMA && al.a != MMA_DEQ) /* whole passes of 24, 40, 64 (spqr_cuda_matmul gives v7 16 at a time) */
             for (int n : {24, 40, 64}) check(n, true);
         printf("  %-8s max rel err %.2e (tol %.0e)\n", al.name, worst, al.tol);
-        if (mu != m) spqr_cuda_qmatrix_free(mu);
     }
     ctx->fused_mode = 0;
     ctx->pdl = 1;
@@ -217,6 +212,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     ctx->stream_grid = 0;
     ctx->stream_nw = 0;
     ctx->mma_wide = 0;
+    ctx->mma_deq = -1;
     /* v10: bit-identical results from call to call (the shared tiles' pieces are added in block order);
      * fp32 x (rounded to fp16 in the kernel: 2e-3 against W·x) */
     if (stream) {
@@ -266,14 +262,11 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
         std::vector<int8_t> xq(cols);
         const std::vector<double> rexact = w_times_x(Wref, xf.data(), 5, rows, cols); /* the exact-activation checks */
         double worst[2] = {0, 0}, worst_exact = 0;
-        /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2-4: the same in k_fused's variants (n = 1;
-         * ctx->fused_pv 1-3: statistics before the wait, x handed over through a counter, both), 5: fp32 x as
-         * dispatched */
-        for (int mode = 0; mode < 6 && qt; mode++) {
-            const int f32 = mode == 5;
-            ctx->xprep = mode == 0 ? 0 : mode < 5 ? 1 : -1;
-            ctx->fused_pv = mode >= 2 && mode <= 4 ? mode - 1 : 0;
-            for (int b = 0; b < NMAX && (mode == 0 || f32); b++) { /* modes 1-4 have mode 0's x and so its reference */
+        /* 0: fp16 x gathered per block, 1: fp16 x with k_prep_x, 2: fp32 x as dispatched */
+        for (int mode = 0; mode < 3 && qt; mode++) {
+            const int f32 = mode == 2;
+            ctx->xprep = mode == 0 ? 0 : mode == 1 ? 1 : -1;
+            for (int b = 0; b < NMAX && (mode == 0 || f32); b++) { /* mode 1 has mode 0's x and so its reference */
                 for (uint32_t j = 0; j < cols; j++) {
                     const size_t src = (size_t)b * cols + (sm.view.perm ? sm.view.perm[j] : (int32_t)j);
                     xs[j] = f32 ? xf[src] : __half2float(xh[src]);
@@ -298,7 +291,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                     report(en <= tn, name, what, en, tn);
                     continue;
                 }
-                snprintf(what, sizeof what, "act8 %s n=%d rel err vs CPU act8", f32 ? "f32" : mode == 2 ? "f16 pv1" : mode == 3 ? "f16 pv2" : mode == 4 ? "f16 pv3" : mode ? "f16 prep" : "f16", n);
+                snprintf(what, sizeof what, "act8 %s n=%d rel err vs CPU act8", f32 ? "f32" : mode ? "f16 prep" : "f16", n);
                 report(e <= 1e-5, name, what, e, 1e-5);
                 worst[f32] = fmax(worst[f32], e);
                 if (!f32) {
@@ -308,13 +301,7 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
                 }
             }
             spqr_cuda_ctx_set_act8(ctx, 0);
-            if (ctx->fused_pv & 2) { /* the last block of each product must have reset the hand-over counters */
-                unsigned fl[2] = {1, 1};
-                CUDA_OK(cudaMemcpy(fl, ctx->fflag, sizeof fl, cudaMemcpyDeviceToHost));
-                report(fl[0] == 0 && fl[1] == 0, name, "act8 hand-over counters not reset", fl[0] + fl[1], 0);
-            }
             ctx->xprep = -1;
-            ctx->fused_pv = 0;
         }
         if (!qt) { printf("FAIL %s: qtiles_build\n", name); n_fail++; }
         printf("  act8     max rel err vs the CPU act8 product %.2e (f16 x) %.2e (f32 x) (tol 1e-5), vs W.x %.2e (tol 2e-2)\n", worst[0], worst[1],
