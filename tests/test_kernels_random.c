@@ -252,52 +252,61 @@ static void mma_emulate_outliers(const spqr_mma_layout *L, const float *x16, int
             }
 }
 
+/* A lane's unit as the MMA kernels decode it (mma_unit_decode): its 4W code words and, per field
+ * f = (kc·2 + mt)·2 + h, the fp16 constants K1, HS, HK (weight = ((1024 + c) − K1)·HS + HK in fp16). */
+static void mma_emulate_lane(const spqr_mma_layout *L, uint32_t rt, uint32_t u, unsigned lane, uint32_t w[16], float K1[8], float HS[8], float HK[8]) {
+    const unsigned W = L->wbits, gl = lane >> 2, t = lane & 3;
+    const uint64_t unit = (uint64_t)rt * L->nku + u;
+    for (unsigned k = 0; k < 4 * W; k++) w[k] = L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4];
+    for (unsigned fi = 0; fi < 8; fi++) {
+        const unsigned kc = fi >> 2, mt = (fi >> 1) & 1, h = fi & 1;
+        const uint32_t g = (u * 128 + kc * 64 + 16 * t) / L->gs, row = rt * 32 + mt * 16 + h * 8 + gl;
+        float s, z;
+        if (L->kind == SPQR_TK_SPQR) {
+            const uint32_t byte = (L->fields[unit * 64 + lane * 2 + (fi >> 2)] >> (8 * (fi & 3))) & 0xffu;
+            const uint16_t *q = L->qq + ((uint64_t)((rt * 32 + mt * 16) / L->qq_gs) * L->gpad + g) * 4;
+            const float ss = spqr_f16_to_f32(q[0]), sz = spqr_f16_to_f32(q[1]), zs = spqr_f16_to_f32(q[2]), zz = spqr_f16_to_f32(q[3]);
+            s = fmaf((float)(byte & 15u), ss, -ss * sz);
+            z = fmaf((float)(byte >> 4), zs, -zs * zz);
+        } else {
+            const uint32_t f = L->fields[(uint64_t)row * L->gpad + g];
+            s = spqr_f16_to_f32((uint16_t)(f & 0xffffu));
+            z = (float)(f >> 16);
+        }
+        const float zr = fminf(fmaxf(rintf(z), -512.f), 512.f);
+        K1[fi] = 1024.f + zr;
+        HS[fi] = f16r(s);
+        HK[fi] = f16r(-s * (z - zr));
+    }
+}
+
+/* Half e of pair q of a lane's words, dequantized as the kernels do (HSUB2 exact, HFMA2 rounded). */
+static float mma_emulate_weight(const uint32_t *w, unsigned W, unsigned q, unsigned e, const float *K1, const float *HS, const float *HK, unsigned f) {
+    const float c = spqr_f16_to_f32((uint16_t)(spqr_mma_pair(w, W, q) >> (16 * e))) - K1[f]; /* exact */
+    return f16r((float)((double)c * HS[f] + HK[f]));
+}
+
 /* y[b][r] (double) of the MMA kernel (spqr_cuda_mma.cu), emulated lane by lane from the layout: the
- * kernel's fp16 weights (k1, hs, hk per field; HSUB2 + HFMA2 per pair), fp16 activations, every
- * (row, k) element of every fragment placed by the PTX fragment layout of mma.m16n8k16, then the
- * outlier segments. x [n][cols] in the original column order. */
+ * kernel's fp16 weights, fp16 activations, every (row, k) element of every fragment placed by the PTX
+ * fragment layout of mma.m16n8k16, then the outlier segments. x [n][cols] in the original column order. */
 static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double *y) {
     const unsigned W = L->wbits;
-    const int sp = L->kind == SPQR_TK_SPQR;
     memset(y, 0, (size_t)n * L->rows * sizeof *y);
     float *x16 = mma_emulate_x16(L, x, n);
     for (uint32_t rt = 0; rt < L->nrt; rt++)
-        for (uint32_t u = 0; u < L->nku; u++) {
-            const uint64_t unit = (uint64_t)rt * L->nku + u;
+        for (uint32_t u = 0; u < L->nku; u++)
             for (unsigned lane = 0; lane < 32; lane++) {
                 const unsigned gl = lane >> 2, t = lane & 3;
                 uint32_t w[16];
-                for (unsigned k = 0; k < 4 * W; k++) w[k] = L->codes[((unit * W + k / 4) * 32 + lane) * 4 + k % 4];
                 float K1[8], HS[8], HK[8];
-                for (unsigned fi = 0; fi < 8; fi++) {
-                    const unsigned kc = fi >> 2, mt = (fi >> 1) & 1, h = fi & 1;
-                    const uint32_t g = (u * 128 + kc * 64 + 16 * t) / L->gs, row = rt * 32 + mt * 16 + h * 8 + gl;
-                    float s, z;
-                    if (sp) {
-                        const uint32_t byte = (L->fields[unit * 64 + lane * 2 + (fi >> 2)] >> (8 * (fi & 3))) & 0xffu;
-                        const uint16_t *q = L->qq + ((uint64_t)((rt * 32 + mt * 16) / L->qq_gs) * L->gpad + g) * 4;
-                        const float ss = spqr_f16_to_f32(q[0]), sz = spqr_f16_to_f32(q[1]), zs = spqr_f16_to_f32(q[2]), zz = spqr_f16_to_f32(q[3]);
-                        s = fmaf((float)(byte & 15u), ss, -ss * sz);
-                        z = fmaf((float)(byte >> 4), zs, -zs * zz);
-                    } else {
-                        const uint32_t f = L->fields[(uint64_t)row * L->gpad + g];
-                        s = spqr_f16_to_f32((uint16_t)(f & 0xffffu));
-                        z = (float)(f >> 16);
-                    }
-                    const float zr = fminf(fmaxf(rintf(z), -512.f), 512.f);
-                    K1[fi] = 1024.f + zr;
-                    HS[fi] = f16r(s);
-                    HK[fi] = f16r(-s * (z - zr));
-                }
+                mma_emulate_lane(L, rt, u, lane, w, K1, HS, HK);
                 for (unsigned kc = 0; kc < 2; kc++)
                     for (unsigned s = 0; s < 4; s++)
                         for (unsigned mt = 0; mt < 2; mt++)
                             for (unsigned i = 0; i < 4; i++) { /* register i of the A fragment, as the kernel builds it */
                                 const unsigned h = i & 1, p = 2 * s + (i >> 1), f = (kc * 2 + mt) * 2 + h;
-                                const uint32_t m = spqr_mma_pair(w, W, ((kc * 2 + mt) * 2 + h) * 8 + p);
                                 for (unsigned e = 0; e < 2; e++) {
-                                    const float c = spqr_f16_to_f32((uint16_t)(m >> (16 * e))) - K1[f]; /* exact */
-                                    const float wv = f16r((float)((double)c * HS[f] + HK[f]));
+                                    const float wv = mma_emulate_weight(w, W, f * 8 + p, e, K1, HS, HK, f);
                                     /* PTX m16n8k16 A: reg i holds row gl + 8 (i & 1), k = 2t + e + 8 (i >> 1) */
                                     const uint32_t row = rt * 32 + mt * 16 + gl + 8 * (i & 1);
                                     const uint32_t j = u * 128 + spqr_mma_kcol(kc, s, 2 * t + e + 8 * (i >> 1));
@@ -306,9 +315,45 @@ static void mma_emulate(const spqr_mma_layout *L, const float *x, int n, double 
                                 }
                             }
             }
-        }
-    if (sp) mma_emulate_outliers(L, x16, n, y);
+    if (L->kind == SPQR_TK_SPQR) mma_emulate_outliers(L, x16, n, y);
     free(x16);
+}
+
+/* v12's fp16 weights w16 [rows][nku·128] (spqr_cuda_mma.cu), emulated with its kernels' index
+ * arithmetic: k_mma_dequant's lane (gl, t) writes pairs p of field f = (kc·2 + mt)·2 + h at row
+ * 32 rt + 16 mt + 8 h + gl, columns 128 u + 64 kc + 16 t + 2p + e; then k_mma_outliers gives entry k of
+ * the 32-segment group of (rt, ks) the row of the last segment starting at or before it (its binary
+ * search over the 33 starts) and adds the fp16 delta in fp32, rounded to fp16. */
+static void v12_emulate_w16(const spqr_mma_layout *L, float *w16) {
+    const unsigned W = L->wbits;
+    const uint32_t ld = L->nku * 128;
+    for (uint32_t rt = 0; rt < L->nrt; rt++)
+        for (uint32_t u = 0; u < L->nku; u++)
+            for (unsigned lane = 0; lane < 32; lane++) {
+                const unsigned gl = lane >> 2, t = lane & 3;
+                uint32_t w[16];
+                float K1[8], HS[8], HK[8];
+                mma_emulate_lane(L, rt, u, lane, w, K1, HS, HK);
+                for (unsigned f = 0; f < 8; f++) {
+                    const unsigned kc = f >> 2, mt = (f >> 1) & 1, h = f & 1;
+                    const uint32_t row = rt * 32 + mt * 16 + h * 8 + gl;
+                    if (row >= L->rows) continue;
+                    for (unsigned p = 0; p < 8; p++)
+                        for (unsigned e = 0; e < 2; e++)
+                            w16[(size_t)row * ld + u * 128 + kc * 64 + 16 * t + 2 * p + e] = mma_emulate_weight(w, W, f * 8 + p, e, K1, HS, HK, f);
+                }
+            }
+    if (L->kind != SPQR_TK_SPQR) return;
+    for (uint64_t grp = 0; grp < (uint64_t)L->nrt * L->S; grp++) {
+        const uint32_t *sp = L->optr + grp * 32, rt0 = (uint32_t)(grp / L->S) * 32;
+        for (uint32_t k = sp[0]; k < sp[32]; k++) {
+            unsigned lo = 0;
+            for (unsigned step = 16; step; step >>= 1) lo += sp[lo + step] <= k ? step : 0;
+            if (rt0 + lo >= L->rows) continue;
+            float *pw = w16 + (size_t)(rt0 + lo) * ld + L->ocol[k];
+            *pw = f16r(*pw + spqr_f16_to_f32(L->odelta[k]));
+        }
+    }
 }
 
 /* Stored column, within the group, of MMA index k in the group-sum layout (lane t's k = 2t, 2t + 1,
@@ -438,6 +483,23 @@ static void check_mma(spqr_file_tensor *t, uint32_t S, int gsum, const char *wha
         else mma_emulate(&L, x, n, y);
         const double rel = emulated_rel_err(ref, x, y, n, rows, cols), tol = gsum ? 2.5e-4 : 2e-3;
         CHECKF(rel <= tol, "%s (S %u, %s n %d): emulated kernel rel. error %.3e", what, L.S, gsum ? "gsum" : "mma", n, rel);
+    }
+    if (!gsum) { /* v12: its fp16 weights times x16 (fp64 here, as cuBLAS accumulates in fp32) */
+        const uint32_t ld = L.nku * 128;
+        float *w16 = calloc((size_t)rows * ld, sizeof *w16);
+        const int n = 3;
+        for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frnd();
+        float *x16 = mma_emulate_x16(&L, x, n);
+        v12_emulate_w16(&L, w16);
+        for (int b = 0; b < n; b++)
+            for (uint32_t r = 0; r < rows; r++) {
+                double a = 0;
+                for (uint32_t j = 0; j < ld; j++) a += (double)w16[(size_t)r * ld + j] * x16[(size_t)b * ld + j];
+                y[(size_t)b * rows + r] = a;
+            }
+        const double rel = emulated_rel_err(ref, x, y, n, rows, cols);
+        CHECKF(rel <= 2e-3, "%s (S %u, v12 n %d): emulated dequantization rel. error %.3e", what, L.S, n, rel);
+        free(x16); free(w16);
     }
     free(x); free(ref); free(y);
     spqr_mma_free(&L);
