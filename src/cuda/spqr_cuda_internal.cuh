@@ -281,8 +281,6 @@ extern "C" spqr_status spqr_cuda_mma_matmul(spqr_cuda_ctx *c, const spqr_cuda_mm
 /* The same product by v12: the weights dequantized from v7's layout into fp16 (the values v7
  * multiplies; outliers added as fp16), x gathered into stored order in fp16, then cuBLAS GemmEx (fp32
  * accumulation). For batches above 16. Uses the context's buffer dws (rows × nku·128 fp16 + x). */
-/* w16 [rows][nku·128] = the fp16 weights of v7's layout (v12's first step; the lab times it alone). */
-extern "C" spqr_status spqr_cuda_mma_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_mma *d, __half *w16, spqr_error *err);
 extern "C" spqr_status spqr_cuda_mma_dequant_matmul(spqr_cuda_ctx *c, const spqr_cuda_mma *d, const void *x, int xf32, int n, float *y,
                                                     spqr_error *err);
 

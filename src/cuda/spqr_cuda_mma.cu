@@ -913,7 +913,8 @@ static cudaError_t launch_dequant_w(const mma_args &a, bool sp, __half *w16, int
     return cudaGetLastError();
 }
 
-extern "C" spqr_status spqr_cuda_mma_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_mma *d, __half *w16, spqr_error *err) {
+/* w16 [rows][nku·128] = the fp16 weights of v7's layout, outliers included (v12's first step). */
+static spqr_status mma_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_mma *d, __half *w16, spqr_error *err) {
     if (d->gsum) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: dequantization needs the MMA layout, not the group-sum one");
     const int sp = d->kind == SPQR_TK_SPQR, W = (int)d->wbits, ld = (int)d->nku * 128;
     int gshift = 0;
@@ -938,7 +939,7 @@ extern "C" spqr_status spqr_cuda_mma_dequant_matmul(spqr_cuda_ctx *c, const spqr
     spqr_status st = spqr_cuda_buf_reserve(c, &c->dws, &c->dws_size, wbytes + (size_t)n * ld * 2, err);
     if (st) return st;
     __half *w16 = (__half *)c->dws, *x16 = (__half *)((char *)c->dws + wbytes);
-    st = spqr_cuda_mma_dequant_f16(c, d, w16, err);
+    st = mma_dequant_f16(c, d, w16, err);
     if (st) return st;
     CK(spqr_cuda_gather_x16(x, xf32, 0, n, d->cols, d->perm, ld, x16, c->stream), "mma gather");
     const float one = 1.f, zero = 0.f;
