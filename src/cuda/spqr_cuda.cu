@@ -746,6 +746,16 @@ extern "C" spqr_status spqr_cuda_dequant_f16(spqr_cuda_ctx *c, const spqr_cuda_q
     return SPQR_OK;
 }
 
+spqr_status spqr_cuda_gemm_w16(spqr_cuda_ctx *c, const __half *w16, int rows, int ld, const void *x, int xf32, int n, uint32_t cols,
+                               const int32_t *perm, __half *x16, float *y, spqr_error *err) {
+    CK(spqr_cuda_gather_x16(x, xf32, 0, n, cols, perm, ld, x16, c->stream), "gather x16");
+    const float one = 1.f, zero = 0.f;
+    const cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, ld, &one, w16, CUDA_R_16F, ld, x16, CUDA_R_16F, ld, &zero, y,
+                                           CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (bs != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_IO, "cuda: cublasGemmEx failed (%d)", (int)bs);
+    return SPQR_OK;
+}
+
 static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const __half *x, int n, float *y, spqr_error *err) {
     const int ld = spqr_cuda_dequant_ld(m);
     const size_t wbytes = ((size_t)m->rows * ld * 2 + 255) / 256 * 256;
@@ -754,12 +764,7 @@ static spqr_status run_dequant(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, con
     __half *w16 = (__half *)c->ws, *x16 = (__half *)((char *)c->ws + wbytes);
     st = spqr_cuda_dequant_f16(c, m, w16, ld, err);
     if (st) return st;
-    CK(spqr_cuda_gather_x16(x, 0, 0, n, m->cols, m->perm, ld, x16, c->stream), "gather x16");
-    const float one = 1.f, zero = 0.f;
-    cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m->rows, n, ld, &one, w16, CUDA_R_16F, ld, x16, CUDA_R_16F, ld,
-                                     &zero, y, CUDA_R_32F, (int)m->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (bs != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_IO, "cuda: cublasGemmEx failed (%d)", (int)bs);
-    return SPQR_OK;
+    return spqr_cuda_gemm_w16(c, w16, (int)m->rows, ld, x, 0, n, m->cols, m->perm, x16, y, err);
 }
 
 /* v7 in calls of at most 16 activations (per activation, 16-wide calls measured faster than 64-wide

@@ -245,6 +245,12 @@ cudaError_t spqr_cuda_smem_optin(spqr_cuda_ctx *c, const void *func, int bytes);
 spqr_status spqr_cuda_buf_reserve(spqr_cuda_ctx *c, void **buf, size_t *size, size_t bytes, spqr_error *err);
 spqr_status spqr_cuda_ws_reserve(spqr_cuda_ctx *c, size_t bytes, spqr_error *err);
 
+/* y [n][rows] fp32 = W16 · x, w16 [rows][ld] fp16 in stored column order: x (fp16, or fp32 with xf32)
+ * [n][cols] gathered through perm into x16 [n][ld] (fp16, zero past cols), then cuBLAS GemmEx with fp32
+ * accumulation. The second step of v4 (storage layout) and v12 (v7's layout). */
+spqr_status spqr_cuda_gemm_w16(spqr_cuda_ctx *c, const __half *w16, int rows, int ld, const void *x, int xf32, int n, uint32_t cols,
+                               const int32_t *perm, __half *x16, float *y, spqr_error *err);
+
 /* Launches xo[b][j] = x[b0 + b][perm[j]] as fp16 for b < nb, j < ld (zero for j >= cols); x is fp16,
  * or fp32 when xf32. */
 cudaError_t spqr_cuda_gather_x16(const void *x, int xf32, int b0, int nb, uint32_t cols, const int32_t *perm, int ld, __half *xo,

@@ -941,10 +941,5 @@ extern "C" spqr_status spqr_cuda_mma_dequant_matmul(spqr_cuda_ctx *c, const spqr
     __half *w16 = (__half *)c->dws, *x16 = (__half *)((char *)c->dws + wbytes);
     st = mma_dequant_f16(c, d, w16, err);
     if (st) return st;
-    CK(spqr_cuda_gather_x16(x, xf32, 0, n, d->cols, d->perm, ld, x16, c->stream), "mma gather");
-    const float one = 1.f, zero = 0.f;
-    const cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)d->rows, n, ld, &one, w16, CUDA_R_16F, ld, x16, CUDA_R_16F, ld,
-                                           &zero, y, CUDA_R_32F, (int)d->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (bs != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_IO, "cuda: cublasGemmEx failed (%d)", (int)bs);
-    return SPQR_OK;
+    return spqr_cuda_gemm_w16(c, w16, (int)d->rows, ld, x, xf32, n, d->cols, d->perm, x16, y, err);
 }
