@@ -7,6 +7,8 @@
 #   make cuda-lab      builds and runs the kernel lab (timings; needs a GPU)
 #   make cuda-model-test   builds the GPU-vs-CPU model test (links $(BUILD)/libspqr.a and BLAS):
 #                      $(CUDA_BUILD)/spqr-cuda-model-test MODEL TEXT [...] (see tests/cuda/test_model.cu)
+#   make cuda-decode-bench builds $(CUDA_BUILD)/spqr-cuda-decode-bench (bench/cuda/decode_bench.cu: the GPU model
+#                      at Llama-2-7B's shapes, fp16 against SpQR/GPTQ; links libspqr.a like the model test)
 
 NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
@@ -27,7 +29,7 @@ CU_ALL_SRC  := $(CU_SRC) $(sort $(wildcard bench/cuda/*.cu tests/cuda/*.cu))
 # binary on a machine without them, e.g. CUDA_HOST_LIBS="/usr/lib/x86_64-linux-gnu/liblapacke.a ..."
 CUDA_HOST_LIBS ?= -llapacke -lopenblas -lnettle -lz -lpthread
 
-.PHONY: cuda cuda-check cuda-test cuda-lab cuda-model-test
+.PHONY: cuda cuda-check cuda-test cuda-lab cuda-model-test cuda-decode-bench
 ifeq ($(CUDA),1)
 all: cuda
 endif
@@ -52,6 +54,12 @@ $(CUDA_BUILD)/spqr-cuda-model-test: $(CUDA_BUILD)/tests/cuda/test_model.o $(CU_L
 	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS) $(CUDA_HOST_LIBS) -lm
 
 cuda-model-test: $(CUDA_BUILD)/spqr-cuda-model-test
+
+# The whole model at Llama-2-7B's shapes, fp16 against SpQR/GPTQ (synthetic weights): prefill and decode speed
+$(CUDA_BUILD)/spqr-cuda-decode-bench: $(CUDA_BUILD)/bench/cuda/decode_bench.o $(CU_LIB_OBJ) $(CUDA_BUILD)/host/bench/cuda/synth.o $(BUILD)/libspqr.a
+	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS) $(CUDA_HOST_LIBS) -lm
+
+cuda-decode-bench: $(CUDA_BUILD)/spqr-cuda-decode-bench
 
 # Every .cu compiles (objects only: no GPU and no link needed).
 cuda-check: $(CU_ALL_SRC:%.cu=$(CUDA_BUILD)/%.o)

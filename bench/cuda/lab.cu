@@ -26,7 +26,9 @@
  *               v5 and v9 as dispatched prepare x once per product by a small kernel where the blocks'
  *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
  *               every block copies it): v5-gather, v9-gather are the same kernels with each block
- *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block
+ *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block;
+ *               v9-noprep (--noprep): v9 without k_prep_x, its blocks copying the image one earlier
+ *               product left (ctx->xprep = 2): the bound for x prepared by its producer
  *   v11 wide    v7's unit arithmetic on blocks of 4 row tiles x 2 warps that share one copy of the K-slice's
  *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide; for batches > 8, where v7's 32-row blocks
  *               each copy x
@@ -48,7 +50,7 @@
  * (2 warm-up, 15 timed with events), the median replay / NC is the op's time. Bytes counted:
  * the matrix arrays the op reads + x (fp16) + y (fp32; fp16 for cuBLAS).
  *
- * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--v10] [--v11] [--trace] [--csv FILE]
+ * Usage: spqr-cuda-lab [--quick] [--fast] [--v56] [--v7] [--v8] [--v9] [--v10] [--v11] [--trace] [--noprep] [--csv FILE]
  *   --quick  4096 x 4096 only, fewer configurations (a smoke run)
  *   --fast   no v1, v2, rows-per-warp variants or β sweep
  *   --v56    only cuBLAS, v5 and v6, n <= 4 (implies --fast)
@@ -59,6 +61,7 @@
  *   --v11    only cuBLAS, v7, v11 (n >= 2), v4 and v12 (n >= 8) (implies --fast)
  *   --trace  only cuBLAS, v5, v9 and its variants (n <= 2) and the floors, and for SpQR w3 the timeline
  *            of one product of each at n = 1 inside its timing graph (trace_fused)
+ *   --noprep only cuBLAS, v9, v9-noprep and floor-read, SpQR w3 β1 = β2 = 16, n = 1
  */
 #include <algorithm>
 #include <string>
@@ -421,7 +424,7 @@ static void trace_fused(const char *shape, const char *alg, spqr_cuda_ctx *ctx, 
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0, v11 = 0, trace = 0;
+    int quick = 0, fast = 0, v56 = 0, v7 = 0, v8 = 0, v9 = 0, v10 = 0, v11 = 0, trace = 0, noprep = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -433,8 +436,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--v10")) fast = v7 = v8 = v9 = v10 = 1;
         else if (!strcmp(argv[i], "--v11")) fast = v7 = v11 = 1;
         else if (!strcmp(argv[i], "--trace")) fast = v7 = v8 = v9 = trace = 1;
+        else if (!strcmp(argv[i], "--noprep")) fast = v7 = v8 = v9 = noprep = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--v56|--v7|--v8|--v9|--v10|--v11|--trace] [--csv FILE]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [--quick] [--fast] [--v56|--v7|--v8|--v9|--v10|--v11|--trace|--noprep] [--csv FILE]\n", argv[0]); return 2; }
     }
     if (spqr_cuda_device_count() <= 0) { printf("SKIPPED: no CUDA device\n"); return 0; }
     cudaDeviceProp prop;
@@ -541,19 +545,20 @@ int main(int argc, char **argv) {
             struct alg { const char *name; int id; };
             const alg algs[] = {{"v1-naive", 0}, {"v2-generic", SPQR_CUDA_GENERIC}, {"v3-tiled", SPQR_CUDA_TILED}, {"v3-tiled-r2", 102},
                                 {"v3-tiled-r4", 104}, {"v4-deq+gemm", SPQR_CUDA_DEQUANT}, {"v5-fused", SPQR_CUDA_FUSED}, {"v5-whole", 301}, {"v5-nopdl", 302},
-                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v5-gather", 303}, {"v9-gather", 304},
+                                {"v6-w4", 204}, {"v6-w8", 208}, {"v9-act8", SPQR_CUDA_ACT8}, {"v5-gather", 303}, {"v9-gather", 304}, {"v9-noprep", 305},
                                 {"v9-w4", 314}, {"v9-w8", 318}, {"v9-w16", 326}, {"v9-w32", 342},
                                 {"floor-empty", 401}, {"floor-v5grid", 402}, {"floor-read", 403}};
             for (const alg &al : algs) {
                 if (v11 && al.id != SPQR_CUDA_DEQUANT) continue; /* --v11: v4 (AUTO's choice above 16) for comparison */
                 const bool isv6 = al.id > 200 && al.id < 300, whole = al.id == 301, nopdl = al.id == 302, isfloor = al.id > 400;
-                const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350;
-                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || wsweep;
+                const bool gather = al.id == 303 || al.id == 304, wsweep = al.id > 310 && al.id < 350, np = al.id == 305;
+                const bool a8 = al.id == SPQR_CUDA_ACT8 || al.id == 304 || wsweep || np;
+                if (np != (noprep && al.id != SPQR_CUDA_ACT8 && al.id != 403) || (noprep && cf.full != 1)) continue; /* --noprep: v9, v9-noprep, floor-read */
                 if ((isfloor || a8 || gather) && (!v9 || !m0->a8codes)) continue;
                 if (v56 && !isv6 && al.id != SPQR_CUDA_FUSED) continue;
                 if (v7 && !v11 && al.id != SPQR_CUDA_FUSED && !whole && !nopdl && !isfloor && !a8 && !gather) continue;
                 if (v9 && (whole || nopdl)) continue;
-                if ((v10 || trace) && (gather || wsweep)) continue;
+                if ((v10 || trace || noprep) && (gather || wsweep)) continue;
                 if (isv6 && !spqr_cuda_v6_supported(m0)) continue;
                 const int id = a8 ? SPQR_CUDA_ACT8 : isv6 || whole || nopdl || isfloor || gather ? SPQR_CUDA_FUSED : al.id > 100 ? SPQR_CUDA_TILED : al.id;
                 ctx->tiled_rpw = al.id > 100 && al.id < 200 ? al.id - 100 : 0; /* rows-per-warp variants of v3 */
@@ -585,6 +590,7 @@ int main(int argc, char **argv) {
                     if ((id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 8) continue;
                     if ((isfloor || wsweep) && n > 1) continue;
                     if ((v10 || trace) && (id == SPQR_CUDA_FUSED || id == SPQR_CUDA_ACT8) && n > 2) continue;
+                    if (noprep && n > 1) continue;
                     /* v5's grid for the floors: its row tiles, its warps per block at n = 1 */
                     int fw = 32;
                     while (fw > 4 && ((uint64_t)m0->nrt * fw > (uint64_t)prop.multiProcessorCount * 32 || fw > 2 * (int)m0->nct)) fw /= 2;
@@ -598,6 +604,11 @@ int main(int argc, char **argv) {
                         else if (isv6) OKE(spqr_cuda_v6_matmul(ctx, v6s[i], xd, 0, n, yd, &er), er);
                         else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
                     };
+                    if (np) { /* v9-noprep: one product prepares the image in the workspace, the timed ones reuse it */
+                        ctx->xprep = 1;
+                        op(NC - 1);
+                        ctx->xprep = 2;
+                    }
                     CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
                     op(NC - 1);
                     CHECK(cudaStreamSynchronize(st));
@@ -651,7 +662,7 @@ int main(int argc, char **argv) {
                 }
                 spqr_stream_free(&L);
             }
-            if (spqr_mma_supported(&sm.view) && !v56 && !trace) {
+            if (spqr_mma_supported(&sm.view) && !v56 && !trace && !noprep) {
                 std::vector<int> nv = cf.full == 1 ? std::vector<int>(ns_full, ns_full + 6)
                                     : cf.full == 2 ? std::vector<int>{1} : std::vector<int>(ns_short, ns_short + 4);
                 if (v10 && cf.kind == SPQR_TK_SPQR) { /* v7 where v10 does not run (n > 8) and at 4, 8 for comparison */

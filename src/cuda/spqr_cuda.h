@@ -177,6 +177,7 @@ typedef struct spqr_cuda_model_opts {
     int no_graph; /* 1: decode without the CUDA graph (every kernel launched each call) */
     int act8;     /* 1: quantized products of one token (decode) with 8-bit activations (SPQR_CUDA_ACT8,
                    * as the CPU's --act8) where the matrix allows it */
+    int n_threads; /* host threads packing the weight layouts at upload; 0: all cores */
 } spqr_cuda_model_opts;
 
 spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_model_opts *opts, spqr_cuda_model **out, spqr_error *err);

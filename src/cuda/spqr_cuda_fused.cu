@@ -395,7 +395,7 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
         if (prep) {
             a.xprep = (const uint4 *)c->ws;
             a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
-            CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
+            if (c->xprep != 2) CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
         }
         cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, true>(m, a, B, nw, smem, c, pdl))
                            : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c, pdl);

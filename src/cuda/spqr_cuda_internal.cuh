@@ -73,7 +73,9 @@ struct spqr_cuda_ctx {
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
-                      * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused) */
+                      * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused);
+                      * 2: the lab's bound (v9-noprep): the blocks copy the image a previous product left in
+                      * the workspace and nothing prepares it, valid only for that product's x and permutation */
     int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
     int stream_grid; /* v10: blocks per product, 0 = the default (spqr_cuda_stream.cu; a lab knob) */
     int stream_nw;   /* v10: consumer warps per block, 8, 16 (n = 1) or 24; 0 = the default (a lab knob) */

@@ -19,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "cuda/spqr_cuda_internal.cuh"
 extern "C" {
 #include "model/model_internal.h"
@@ -315,6 +319,48 @@ static void lin_free(glin *L) {
     spqr_cuda_qmatrix_free(L->q);
 }
 
+/* Every linear layer of the model (7 per block, then the head) through lin_upload, on up to
+ * opts.n_threads host threads (0: all cores): the layouts are packed on the host, which for a
+ * 7B-sized model takes minutes on one thread. Workers take matrices in order from a shared counter
+ * and run on the caller's device. Returns the first failure in model order. */
+static spqr_status upload_linears(const spqr_model *m, spqr_cuda_model *g, const spqr_cuda_model_opts &o, spqr_error *err) {
+    const int nl = m->cfg.n_layers, total = 7 * nl + 1;
+    std::vector<const spqr_linear *> src(total);
+    std::vector<glin *> dst(total);
+    for (int l = 0; l < nl; l++) {
+        const spqr_layer *s = &m->layers[l];
+        glayer *L = &g->layers[l];
+        const spqr_linear *S[7] = {&s->wq, &s->wk, &s->wv, &s->wo, &s->w_gate, &s->w_up, &s->w_down};
+        glin *D[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (int k = 0; k < 7; k++) { src[7 * l + k] = S[k]; dst[7 * l + k] = D[k]; }
+    }
+    src[total - 1] = &m->output;
+    dst[total - 1] = &g->out;
+    std::vector<spqr_status> sts(total, SPQR_OK);
+    std::vector<spqr_error> errs(total);
+    int dev = 0;
+    cudaGetDevice(&dev);
+    std::atomic<int> next(0);
+    auto work = [&]() {
+        cudaSetDevice(dev);
+        for (int i; (i = next.fetch_add(1)) < total;) {
+            sts[i] = lin_upload(src[i], o.dense16, o.act8, dst[i], &errs[i]);
+            if (sts[i]) next.store(total); /* stop handing out work */
+        }
+    };
+    int nt = o.n_threads > 0 ? o.n_threads : (int)std::thread::hardware_concurrency();
+    nt = nt < 1 ? 1 : nt > total ? total : nt;
+    std::vector<std::thread> th;
+    for (int t = 1; t < nt; t++) th.emplace_back(work);
+    work();
+    for (auto &t : th) t.join();
+    for (int i = 0; i < total; i++) {
+        if (sts[i]) { *err = errs[i]; return sts[i]; }
+        g->weight_bytes += dst[i]->bytes;
+    }
+    return SPQR_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* RoPE tables: the CPU's (forward.c), computed the same way on the host                          */
 /* ---------------------------------------------------------------------------------------------- */
@@ -408,17 +454,8 @@ extern "C" spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_
             TRY(upload_f32(s->bk, kvd, &L->bk, err));
             TRY(upload_f32(s->bv, kvd, &L->bv, err));
             TRY(upload_f32(s->bo, dim, &L->bo, err));
-            TRY(lin_upload(&s->wq, o.dense16, o.act8, &L->wq, err));
-            TRY(lin_upload(&s->wk, o.dense16, o.act8, &L->wk, err));
-            TRY(lin_upload(&s->wv, o.dense16, o.act8, &L->wv, err));
-            TRY(lin_upload(&s->wo, o.dense16, o.act8, &L->wo, err));
-            TRY(lin_upload(&s->w_gate, o.dense16, o.act8, &L->gate, err));
-            TRY(lin_upload(&s->w_up, o.dense16, o.act8, &L->up, err));
-            TRY(lin_upload(&s->w_down, o.dense16, o.act8, &L->down, err));
-            g->weight_bytes += L->wq.bytes + L->wk.bytes + L->wv.bytes + L->wo.bytes + L->gate.bytes + L->up.bytes + L->down.bytes;
         }
-        TRY(lin_upload(&m->output, o.dense16, o.act8, &g->out, err));
-        g->weight_bytes += g->out.bytes;
+        TRY(upload_linears(m, g, o, err));
         /* RoPE tables */
         {
             const int half = hd / 2;

@@ -356,7 +356,7 @@ spqr_status spqr_ctx_new_ex(const spqr_model *m, const spqr_ctx_opts *opts, int 
     }
     if (o.gpu) {
 #ifdef SPQR_CUDA
-        spqr_cuda_model_opts go = {o.n_ctx, o.n_batch, o.gpu == 2, 0, o.act8};
+        spqr_cuda_model_opts go = {o.n_ctx, o.n_batch, o.gpu == 2, 0, o.act8, o.n_threads};
         spqr_cuda_model *g = NULL;
         spqr_status st = spqr_cuda_model_new(m, &go, &g, err);
         if (st) {

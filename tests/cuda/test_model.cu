@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
     go.n_batch = co.n_batch;
     go.dense16 = dense16;
     go.act8 = act8;
+    go.n_threads = threads;
     double t0 = now();
     spqr_cuda_model *g;
     OK(spqr_cuda_model_new(m, &go, &g, &er));
