@@ -27,8 +27,8 @@
  *               own gathers add up (k_prep_x: the permuted x and its group sums, or its int8 rounding;
  *               every block copies it): v5-gather, v9-gather are the same kernels with each block
  *               gathering x itself; v9-w4 … v9-w32: v9 at n = 1 with that many warps per block;
- *               v9-noprep (--noprep): v9 without k_prep_x, its blocks copying the image one earlier
- *               product left (ctx->xprep = 2): the bound for x prepared by its producer
+ *               v9-noprep (--noprep): v9 reusing the previous product's prepared x
+ *               (spqr_cuda_ctx_reuse_x; no k_prep_x), as k, v and up do in the GPU model
  *   v11 wide    v7's unit arithmetic on blocks of 4 row tiles x 2 warps that share one copy of the K-slice's
  *               x (spqr_cuda_mma.cu, ctx->mma_wide): v11-wide; for batches > 8, where v7's 32-row blocks
  *               each copy x
@@ -602,13 +602,12 @@ int main(int argc, char **argv) {
                         }
                         if (al.id == 0) run_v1(ms[i], xd, n, yd, xp1, st);
                         else if (isv6) OKE(spqr_cuda_v6_matmul(ctx, v6s[i], xd, 0, n, yd, &er), er);
-                        else OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
+                        else {
+                            if (np) spqr_cuda_ctx_reuse_x(ctx); /* the same x and permutation as the previous product */
+                            OKE(spqr_cuda_matmul(ctx, ms[i], (spqr_cuda_algo)id, xd, n, yd, &er), er);
+                        }
                     };
-                    if (np) { /* v9-noprep: one product prepares the image in the workspace, the timed ones reuse it */
-                        ctx->xprep = 1;
-                        op(NC - 1);
-                        ctx->xprep = 2;
-                    }
+                    if (np) op(NC - 1); /* v9-noprep: this product prepares x, the checked and timed ones reuse it */
                     CHECK(cudaMemset(yd, 0xff, (size_t)n * rows * 4));
                     op(NC - 1);
                     CHECK(cudaStreamSynchronize(st));

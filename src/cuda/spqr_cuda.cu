@@ -40,12 +40,14 @@ extern "C" spqr_status spqr_cuda_ctx_new(void *stream, spqr_cuda_ctx **out, spqr
 }
 
 extern "C" void spqr_cuda_ctx_set_act8(spqr_cuda_ctx *c, int on) { c->act8 = on != 0; }
+extern "C" void spqr_cuda_ctx_reuse_x(spqr_cuda_ctx *c) { c->reuse_next = 1; }
 
 extern "C" void spqr_cuda_ctx_free(spqr_cuda_ctx *c) {
     if (!c) return;
     cublasDestroy(c->blas);
     cudaFree(c->ws);
     cudaFree(c->dws);
+    cudaFree(c->xbuf);
     free(c);
 }
 
@@ -67,6 +69,7 @@ spqr_status spqr_cuda_buf_reserve(spqr_cuda_ctx *c, void **buf, size_t *size, si
     cudaFree(*buf);
     *buf = NULL;
     *size = 0;
+    c->buf_gen++;
     CK(cudaMalloc(buf, bytes), "workspace");
     *size = bytes;
     return SPQR_OK;
@@ -253,6 +256,11 @@ extern "C" spqr_status spqr_cuda_upload_ex(const spqr_qview *v, unsigned layouts
     m->kind = v->kind; m->rows = v->rows; m->cols = v->cols; m->wbits = v->wbits; m->gs = v->groupsize;
     m->qq_bits = v->qq_bits; m->qq_gs = v->qq_groupsize; m->n_out = v->n_outliers;
     m->groups = v->lay.groups; m->row_blocks = v->lay.row_blocks; m->lay = v->lay;
+    if (v->perm) {
+        uint64_t h = 1469598103934665603ull;
+        for (uint32_t j = 0; j < v->cols; j++) h = (h ^ (uint32_t)v->perm[j]) * 1099511628211ull;
+        m->perm_key = h | 1; /* never 0 (identity) */
+    }
     const int want_act8 = (layouts & SPQR_CUDA_LAYOUT_ACT8) && fused_ok(v);
     const int want_fused = ((layouts & SPQR_CUDA_LAYOUT_FUSED) && fused_ok(v)) || want_act8;
     const int want_tiled = (layouts & SPQR_CUDA_LAYOUT_TILED) && tiled_ok(v);
@@ -781,8 +789,18 @@ static spqr_status run_mma(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const v
     return SPQR_OK;
 }
 
-extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
-                                        float *y_dev, spqr_error *err) {
+/* After every product: the reuse declaration is spent, and an image in xbuf stays reusable only if
+ * this product was the fused one that prepared or reused it (spqr_cuda_ctx_reuse_x: "the previous
+ * product's x"). */
+static spqr_status product_done(spqr_cuda_ctx *c, spqr_status st) {
+    c->reuse_next = 0;
+    if (!c->xlast_kept || st) c->xlast.valid = 0;
+    c->xlast_kept = 0;
+    return st;
+}
+
+static spqr_status matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n, float *y_dev,
+                          spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
     if (algo == SPQR_CUDA_AUTO) {
         if (m->mma && (n > 2 || !m->fused)) algo = SPQR_CUDA_MMA; /* v5 up to 2 (run 19), v7 up to 16, v12 above */
@@ -817,13 +835,22 @@ extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatri
     }
 }
 
-extern "C" spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
+extern "C" spqr_status spqr_cuda_matmul(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, spqr_cuda_algo algo, const void *x_dev, int n,
+                                        float *y_dev, spqr_error *err) {
+    return product_done(c, matmul(c, m, algo, x_dev, n, y_dev, err));
+}
+
+static spqr_status matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
     if (n < 1 || n > 65536) return spqr_set_err(err, SPQR_E_ARG, "cuda: batch %d outside 1..65536", n);
     if (c->act8 && m->a8codes && n == 1) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, 1, err);
     if (m->fused && (n <= 2 || !m->mma)) return spqr_cuda_run_fused(c, m, x_dev, 1, n, y_dev, 0, err);
     if (m->mma) return run_mma(c, m, x_dev, 1, n, y_dev, err);
     if (!m->has_raw) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "cuda: this upload has no storage layout");
     return run_generic(c, m, x_dev, 1, n, y_dev, err);
+}
+
+extern "C" spqr_status spqr_cuda_matmul_f32(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, const float *x_dev, int n, float *y_dev, spqr_error *err) {
+    return product_done(c, matmul_f32(c, m, x_dev, n, y_dev, err));
 }
 
 extern "C" spqr_status spqr_cuda_gemm_f16(spqr_cuda_ctx *c, const void *w16_dev, int rows, int cols, const void *x_dev, int n, void *y16_dev,

@@ -105,6 +105,12 @@ void spqr_cuda_ctx_free(spqr_cuda_ctx *c);
 /* on = 1: spqr_cuda_matmul_f32 runs ACT8 (8-bit activations) for n = 1 (decode, as the CPU's act8)
  * on uploads that have it; 0 (the default): exact fp32 activations. */
 void spqr_cuda_ctx_set_act8(spqr_cuda_ctx *c, int on);
+/* Declares that the next product on this context reads the same x (device memory) as the previous
+ * one, unchanged since: FUSED/ACT8 then skip preparing x (k_prep_x) when the previous product prepared
+ * it for an equal act-order permutation, the same columns and one pass of the same width (q/k/v and
+ * gate/up share their input and their permutation). Otherwise x is prepared as usual. One-shot:
+ * applies to the next product only. Stream-ordered like the products themselves. */
+void spqr_cuda_ctx_reuse_x(spqr_cuda_ctx *c);
 
 /* Uploads `v` (validated by spqr_qview_init; not retained). Synchronous. Builds every layout the
  * matrix supports (spqr_cuda_upload_ex with SPQR_CUDA_LAYOUT_ALL). */

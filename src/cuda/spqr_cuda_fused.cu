@@ -379,8 +379,16 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
     /* x prepared once per product (k_prep_x) where the blocks' own gathers would add up to more: by
      * default (xprep < 0) when row tiles x columns >= 2^18 (the 7B shapes; not evalmodel's layers) */
     const int prep = c->xprep < 0 ? (uint64_t)m->nrt * m->cols >= (1u << 18) : c->xprep;
-    if (prep) {
-        spqr_status st = spqr_cuda_ws_reserve(c, fused_img(m, Bmax, a8 != 0), err);
+    /* spqr_cuda_ctx_reuse_x: the image in xbuf serves again when it was prepared from this x for the
+     * same permutation and one pass of the same width */
+    const int reuse = c->reuse_next && prep && n <= Bmax && c->xlast.valid && c->xlast.x == x && c->xlast.perm_key == m->perm_key &&
+                      c->xlast.cols == m->cols && c->xlast.n == n && c->xlast.a8 == (a8 != 0) && c->xlast.xf32 == xf32 &&
+                      c->xlast.B == (n > 2 ? 4 : n);
+    c->reuse_next = 0;
+    c->xlast_kept = reuse;
+    if (prep && !reuse) {
+        c->xlast.valid = 0;
+        spqr_status st = spqr_cuda_buf_reserve(c, &c->xbuf, &c->xbuf_size, fused_img(m, Bmax, a8 != 0), err);
         if (st) return st;
     }
     for (int b0 = 0; b0 < n; b0 += Bmax) {
@@ -393,9 +401,15 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
          * in at the start or after the tile loop (bench/cuda/README.md, runs 10-11) */
         const int pdl = c->pdl && nw == 32;
         if (prep) {
-            a.xprep = (const uint4 *)c->ws;
+            a.xprep = (const uint4 *)c->xbuf;
             a.prep_n = (int)(fused_img(m, B, a8 != 0) / 16);
-            if (c->xprep != 2) CK(launch_prep(a, B, a8 != 0, (float *)c->ws, c->stream, c->pdl), "x prep kernel");
+            if (!reuse) {
+                CK(launch_prep(a, B, a8 != 0, (float *)c->xbuf, c->stream, c->pdl), "x prep kernel");
+                if (n <= Bmax) { /* one pass: its image stays in xbuf */
+                    c->xlast.x = x; c->xlast.perm_key = m->perm_key; c->xlast.cols = m->cols; c->xlast.n = n;
+                    c->xlast.B = B; c->xlast.a8 = a8 != 0; c->xlast.xf32 = xf32; c->xlast.valid = c->xlast_kept = 1;
+                }
+            }
         }
         cudaError_t e = a8 ? (half ? launch_fused_h<true, true>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, true>(m, a, B, nw, smem, c, pdl))
                            : half ? launch_fused_h<true, false>(m, a, B, nw, smem, c, pdl) : launch_fused_h<false, false>(m, a, B, nw, smem, c, pdl);

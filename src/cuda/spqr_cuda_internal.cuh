@@ -73,9 +73,7 @@ struct spqr_cuda_ctx {
     int sms;         /* multiprocessors of the context's device */
     int pdl;         /* 1 (default): v5 with programmatic dependent launch where a block fills its SM; 0 never */
     int xprep;       /* v5/v9: x prepared once per product by a k_prep_x launch: 1 always, 0 never (each block
-                      * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused);
-                      * 2: the lab's bound (v9-noprep): the blocks copy the image a previous product left in
-                      * the workspace and nothing prepares it, valid only for that product's x and permutation */
+                      * gathers it), -1 (default) where the blocks' gathers add up (spqr_cuda_run_fused) */
     int act8;        /* spqr_cuda_ctx_set_act8: spqr_cuda_matmul_f32 runs v9 (8-bit activations) for n = 1 */
     int stream_grid; /* v10: blocks per product, 0 = the default (spqr_cuda_stream.cu; a lab knob) */
     int stream_nw;   /* v10: consumer warps per block, 8, 16 (n = 1) or 24; 0 = the default (a lab knob) */
@@ -88,6 +86,17 @@ struct spqr_cuda_ctx {
     void *dws;       /* v12's fp16 weights and x: apart from ws, so that growing it for a long prefill never
                       * moves the buffers that the model's captured decode graph uses */
     size_t dws_size;
+    void *xbuf;      /* v5/v9: k_prep_x's image of x (written by nothing else) */
+    size_t xbuf_size;
+    unsigned buf_gen; /* incremented whenever ws, dws or xbuf is reallocated (captured graphs hold their addresses) */
+    int reuse_next;  /* spqr_cuda_ctx_reuse_x: the next product's x is the previous one's, unchanged (one-shot) */
+    int xlast_kept;  /* set by a fused product that prepared or reused the image (product_done, spqr_cuda.cu) */
+    struct {         /* the image in xbuf: what it was prepared from (valid = 0: nothing reusable) */
+        const void *x;
+        uint64_t perm_key;
+        uint32_t cols;
+        int n, B, a8, xf32, valid;
+    } xlast;
 };
 
 struct spqr_cuda_qmatrix {
@@ -123,6 +132,7 @@ struct spqr_cuda_qmatrix {
     spqr_cuda_stream *stream; /* the streaming (v10) layout, or NULL */
     int has_raw;        /* the storage-layout blob was uploaded */
     uint64_t bytes_tiled, bytes_raw, bytes_fused;
+    uint64_t perm_key;  /* FNV-1a of the act-order permutation (0: identity): equal keys, equal x images */
 };
 
 /* w-bit field i of an LSB-first bit stream starting 4-byte aligned (8 readable bytes past it). */

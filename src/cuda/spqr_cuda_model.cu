@@ -58,7 +58,7 @@ struct spqr_cuda_model {
     float *h_logits;            /* pinned [vocab] for the decode graph */
     int decode_calls;
     cudaGraphExec_t graph;
-    void *graph_ws;             /* the context's workspace when the graph was captured */
+    unsigned graph_gen;         /* the context's buffer generation when the graph was captured */
     uint64_t weight_bytes;
 };
 
@@ -244,8 +244,12 @@ static unsigned grid_for(size_t n) { size_t b = (n + 255) / 256; return (unsigne
 /* Linear layers                                                                                  */
 /* ---------------------------------------------------------------------------------------------- */
 
-static spqr_status lin_forward(spqr_cuda_model *g, const glin *L, const float *x, int n, float *y, spqr_error *err) {
-    if (L->q) return spqr_cuda_matmul_f32(g->ctx, L->q, x, n, y, err);
+/* reuse: x is the previous product's x, unchanged (spqr_cuda_ctx_reuse_x) */
+static spqr_status lin_forward(spqr_cuda_model *g, const glin *L, const float *x, int n, float *y, spqr_error *err, int reuse = 0) {
+    if (L->q) {
+        if (reuse) spqr_cuda_ctx_reuse_x(g->ctx);
+        return spqr_cuda_matmul_f32(g->ctx, L->q, x, n, y, err);
+    }
     if (n <= 8) {
         const unsigned blocks = (unsigned)((L->rows + 7) / 8);
         if (n == 1) k_gemv16<1><<<blocks, 256, 0, g->st>>>(L->w16, L->rows, L->cols, x, n, y);
@@ -550,8 +554,9 @@ static spqr_status enqueue_forward(spqr_cuda_model *g, int n, int first, spqr_er
         k_add_rmsnorm<<<n, 256, 0, st>>>(g->x, l ? g->xb : NULL, L->attn_norm, g->xn, dim, c->norm_eps, 0);
         CK(cudaGetLastError(), "rmsnorm");
         if ((s = lin_forward(g, &L->wq, g->xn, n, g->q, err))) return s;
-        if ((s = lin_forward(g, &L->wk, g->xn, n, g->k, err))) return s;
-        if ((s = lin_forward(g, &L->wv, g->xn, n, g->v, err))) return s;
+        /* k and v read q's x: q's prepared image serves them where their permutations agree (gate/up too) */
+        if ((s = lin_forward(g, &L->wk, g->xn, n, g->k, err, 1))) return s;
+        if ((s = lin_forward(g, &L->wv, g->xn, n, g->v, err, 1))) return s;
         if (L->bq) k_bias<<<grid_for((size_t)n * qd), 256, 0, st>>>(g->q, L->bq, qd, (size_t)n * qd);
         if (L->bk) k_bias<<<grid_for((size_t)n * kvd), 256, 0, st>>>(g->k, L->bk, kvd, (size_t)n * kvd);
         if (L->bv) k_bias<<<grid_for((size_t)n * kvd), 256, 0, st>>>(g->v, L->bv, kvd, (size_t)n * kvd);
@@ -566,7 +571,7 @@ static spqr_status enqueue_forward(spqr_cuda_model *g, int n, int first, spqr_er
         k_add_rmsnorm<<<n, 256, 0, st>>>(g->x, g->xb, L->ffn_norm, g->xn, dim, c->norm_eps, 0);
         CK(cudaGetLastError(), "rmsnorm");
         if ((s = lin_forward(g, &L->gate, g->xn, n, g->hb, err))) return s;
-        if ((s = lin_forward(g, &L->up, g->xn, n, g->hb2, err))) return s;
+        if ((s = lin_forward(g, &L->up, g->xn, n, g->hb2, err, 1))) return s;
         k_swiglu<<<grid_for((size_t)n * hid), 256, 0, st>>>(g->hb, g->hb2, (size_t)n * hid);
         CK(cudaGetLastError(), "swiglu");
         if ((s = lin_forward(g, &L->down, g->hb, n, g->xb, err))) return s;
@@ -589,9 +594,9 @@ extern "C" spqr_status spqr_cuda_forward(spqr_cuda_model *g, const int32_t *ids,
     *g->h_pos = pos;
     spqr_status s;
     if (n == 1 && g->use_graph) {
-        /* decode: the first call runs eagerly (workspaces settle), the second captures the graph; a wider
-         * product since then that grew the context's workspace moved it, so the graph is captured again */
-        if (g->graph && g->graph_ws != g->ctx->ws) {
+        /* decode: the first call runs eagerly (workspaces settle), the second captures the graph; a product
+         * since then that grew one of the context's buffers moved it, so the graph is captured again */
+        if (g->graph && g->graph_gen != g->ctx->buf_gen) {
             cudaGraphExecDestroy(g->graph);
             g->graph = NULL;
             g->decode_calls = 0;
@@ -609,7 +614,7 @@ extern "C" spqr_status spqr_cuda_forward(spqr_cuda_model *g, const int32_t *ids,
             e = cudaGraphInstantiate(&g->graph, gr, 0);
             cudaGraphDestroy(gr);
             CK(e, "graph instantiate");
-            g->graph_ws = g->ctx->ws;
+            g->graph_gen = g->ctx->buf_gen;
         }
         g->decode_calls++;
         if (g->graph) {

@@ -382,6 +382,73 @@ static void run_case(spqr_cuda_ctx *ctx, const tcase &tc, uint64_t seed) {
     synth_free(&sm);
 }
 
+/* spqr_cuda_ctx_reuse_x: a product declared to read the previous product's x reuses its prepared
+ * image (FUSED and ACT8, n = 1, a matrix large enough to prepare x once per product) only when the
+ * permutation, the x pointer and the width agree and nothing else ran in between. The reuse itself is
+ * made visible by changing x behind the library's back (what a caller must not do): a reused image
+ * still gives the old product. */
+static void reuse_case(spqr_cuda_ctx *ctx) {
+    const uint32_t rows = 2048, cols = 4096;
+    synth_params pa = {SPQR_TK_SPQR, rows, cols, 3, 16, 3, 16, 0.01, 1, 11}, pb = pa;
+    pb.seed = 12; /* another matrix, another permutation */
+    synth_matrix sa, sb;
+    spqr_error er;
+    if (synth_build(&pa, &sa, &er) || synth_build(&pb, &sb, &er)) { printf("FAIL reuse: synth: %s\n", er.msg); n_fail++; return; }
+    spqr_cuda_qmatrix *ma, *ma2, *mb;
+    const unsigned lay = SPQR_CUDA_LAYOUT_FUSED | SPQR_CUDA_LAYOUT_ACT8 | SPQR_CUDA_LAYOUT_MMA;
+    if (spqr_cuda_upload_ex(&sa.view, lay, &ma, &er) || spqr_cuda_upload_ex(&sa.view, lay, &ma2, &er) || spqr_cuda_upload_ex(&sb.view, lay, &mb, &er)) {
+        printf("FAIL reuse: upload: %s\n", er.msg);
+        n_fail++;
+        return;
+    }
+    std::vector<__half> x1(cols), x2(cols);
+    uint64_t rng = 5;
+    for (uint32_t j = 0; j < cols; j++) { x1[j] = __float2half((float)(2 * synth_uniform(&rng) - 1)); x2[j] = __float2half((float)(2 * synth_uniform(&rng) - 1)); }
+    __half *xd, *x2d;
+    float *yd;
+    CUDA_OK(cudaMalloc(&xd, cols * 2));
+    CUDA_OK(cudaMalloc(&x2d, cols * 2));
+    CUDA_OK(cudaMalloc(&yd, rows * 4));
+    CUDA_OK(cudaMemcpy(x2d, x2.data(), cols * 2, cudaMemcpyHostToDevice));
+    for (spqr_cuda_algo al : {SPQR_CUDA_FUSED, SPQR_CUDA_ACT8}) {
+        const char *an = al == SPQR_CUDA_FUSED ? "fused" : "act8";
+        auto prod = [&](const spqr_cuda_qmatrix *m, const __half *x, bool reuse, spqr_cuda_algo a) {
+            std::vector<float> y(rows, NAN);
+            if (reuse) spqr_cuda_ctx_reuse_x(ctx);
+            if (spqr_cuda_matmul(ctx, m, a, x, 1, yd, &er)) { printf("FAIL reuse %s: %s\n", an, er.msg); n_fail++; return y; }
+            if (cudaMemcpy(y.data(), yd, rows * 4, cudaMemcpyDeviceToHost) != cudaSuccess) n_fail++;
+            return y;
+        };
+        auto same = [](const std::vector<float> &a, const std::vector<float> &b) { return memcmp(a.data(), b.data(), a.size() * 4) == 0; };
+        auto chk = [&](bool ok, const char *what) {
+            char name[96];
+            snprintf(name, sizeof name, "reuse of x (%s)", an);
+            report(ok, name, what, ok ? 0 : 1, 0);
+        };
+        CUDA_OK(cudaMemcpy(xd, x1.data(), cols * 2, cudaMemcpyHostToDevice));
+        const std::vector<float> a1 = prod(ma, xd, false, al), a2ref = prod(ma, x2d, false, al), b2ref = prod(mb, x2d, false, al);
+        const std::vector<float> y0 = prod(ma, xd, false, al); /* prepares x1 */
+        const std::vector<float> y1 = prod(ma2, xd, true, al);  /* equal permutation: reuses */
+        chk(same(y0, a1) && same(y1, a1), "an equal permutation reuses: the same product, bit for bit");
+        CUDA_OK(cudaMemcpy(xd, x2.data(), cols * 2, cudaMemcpyHostToDevice)); /* x changed behind the library's back */
+        const std::vector<float> y2 = prod(ma2, xd, true, al);
+        chk(same(y2, a1) && !same(y2, a2ref), "the image was reused (the old x's product)");
+        const std::vector<float> y3 = prod(mb, xd, true, al); /* another permutation: prepared again */
+        chk(same(y3, b2ref), "another permutation prepares x");
+        (void)prod(ma, xd, false, al);                               /* prepares x2 */
+        CUDA_OK(cudaMemcpy(xd, x1.data(), cols * 2, cudaMemcpyHostToDevice));
+        (void)prod(ma, x2d, false, SPQR_CUDA_MMA);                   /* another algorithm in between */
+        const std::vector<float> y4 = prod(ma2, xd, true, al);
+        chk(same(y4, a1), "a product in between invalidates the image");
+        const std::vector<float> y5 = prod(ma2, x2d, true, al);      /* another x pointer */
+        chk(same(y5, a2ref), "another x pointer prepares x");
+    }
+    cudaFree(xd); cudaFree(x2d); cudaFree(yd);
+    spqr_cuda_qmatrix_free(ma); spqr_cuda_qmatrix_free(ma2); spqr_cuda_qmatrix_free(mb);
+    synth_free(&sa); synth_free(&sb);
+    printf("reuse of the prepared x: checked\n");
+}
+
 int main(void) {
     if (spqr_cuda_device_count() <= 0) {
         printf("SKIPPED: no CUDA device: the CUDA kernel tests did not run\n");
@@ -423,6 +490,7 @@ int main(void) {
     };
     uint64_t seed = 1;
     for (const tcase &tc : cases) run_case(ctx, tc, seed++);
+    reuse_case(ctx);
     spqr_cuda_ctx_free(ctx);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
