@@ -52,6 +52,8 @@ struct spqr_cuda_model {
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *kc, *vc;             /* [layers][n_kv][n_ctx][hd] */
     float *x, *xn, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
+    float *att_part;            /* one-token attention's chunk partials [n_heads][att_nsplit][hd + 2] */
+    int att_nsplit;
     __half *x16;                /* activations rounded for cuBLAS: [n_batch][widest cols] */
     int *d_ids, *d_pos;         /* device: [n_batch] ids, [1] position */
     int *h_ids, *h_pos;         /* pinned host mirrors */
@@ -193,6 +195,90 @@ __global__ void k_attn(const float *__restrict__ q, const float *__restrict__ kc
         float o = 0;
         for (int t = first; t <= last; t++) o = fmaf(S[t] * inv, V[(size_t)t * hd + d], o);
         out[(size_t)i * qd + (size_t)h * hd + d] = o;
+    }
+}
+
+/* Attention of one token (decode), split over positions as flash-decoding does: block (head h, chunk c)
+ * takes positions [first + c·ATT_CH, first + (c+1)·ATT_CH) ∩ [first, last] and writes its partial
+ * (Σ_t e_t·V[t][hd], then m = max score, l = Σ_t e_t, with e_t = exp(score_t − m)) to part[h][c];
+ * k_attn_combine merges the chunks. The grid holds every chunk the context can need (the position is
+ * read on the device, so one captured graph serves every step); chunks past the last position exit.
+ * k_attn (one block per (head, token), its positions in sequence) left the SMs idle on long contexts:
+ * 32 blocks walking ~600 positions took ~150 µs per layer at Llama-7B's shape. 128 threads. */
+#define ATT_CH 64
+__global__ void __launch_bounds__(128) k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+                                                    float *__restrict__ part, const int *__restrict__ pos_p, int n_heads, int n_kv, int hd, int n_ctx,
+                                                    int layer, int window, float scale, int nsplit) {
+    extern __shared__ float sh[];
+    float *qs = sh, *S = sh + hd, *ored = S + ATT_CH; /* ored: [128] partial o of the position groups */
+    const int h = blockIdx.x, c = blockIdx.y, kvh = h / (n_heads / n_kv), tid = threadIdx.x, lane = tid & 31, wp = tid >> 5;
+    const int last = *pos_p, first = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0, t0 = first + c * ATT_CH;
+    if (t0 > last) return; /* block-uniform */
+    const int len = min(ATT_CH, last + 1 - t0);
+    const size_t base = ((size_t)layer * n_kv + kvh) * n_ctx * hd;
+    const float *K = kc + base + (size_t)t0 * hd, *V = vc + base + (size_t)t0 * hd;
+    for (int d = tid; d < hd; d += 128) qs[d] = q[(size_t)h * hd + d];
+    __syncthreads();
+#pragma unroll 2
+    for (int k = wp; k < len; k += 4) { /* a warp per position, its lanes over d */
+        const float *kr = K + (size_t)k * hd;
+        float s = 0;
+        for (int d = lane; d < hd; d += 32) s = fmaf(qs[d], kr[d], s);
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) S[k] = s * scale;
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int k = 0; k < len; k++) m = fmaxf(m, S[k]);
+    __syncthreads(); /* every thread has read S before it is overwritten */
+    if (tid < len) S[tid] = expf(S[tid] - m);
+    __syncthreads();
+    /* o: thread = (dim d, position group p of P = 128 / hd groups, at least 1) */
+    const int P = hd < 128 ? 128 / hd : 1, p = tid / hd < P ? tid / hd : -1;
+    for (int d0 = 0; d0 < hd; d0 += 128) {
+        const int d = d0 + tid % (hd < 128 ? hd : 128);
+        float o0 = 0, o1 = 0;
+        if (p >= 0 && d < hd) {
+            int k = p;
+            for (; k + P < len; k += 2 * P) { o0 = fmaf(S[k], V[(size_t)k * hd + d], o0); o1 = fmaf(S[k + P], V[(size_t)(k + P) * hd + d], o1); }
+            if (k < len) o0 = fmaf(S[k], V[(size_t)k * hd + d], o0);
+        }
+        float o = o0 + o1;
+        float *pr = part + ((size_t)h * nsplit + c) * (hd + 2);
+        if (P > 1) { /* sum the position groups (hd < 128: one pass) */
+            ored[tid] = o;
+            __syncthreads();
+            if (tid < hd) {
+                o = 0;
+                for (int g = 0; g < P; g++) o += ored[g * hd + tid];
+                pr[tid] = o;
+            }
+        } else if (p >= 0 && d < hd) pr[d] = o;
+    }
+    if (tid == 0) {
+        float l = 0;
+        for (int k = 0; k < len; k++) l += S[k];
+        float *pr = part + ((size_t)h * nsplit + c) * (hd + 2);
+        pr[hd] = m;
+        pr[hd + 1] = l;
+    }
+}
+
+/* out[h][d] = Σ_c w_c·o_c[d] / Σ_c w_c·l_c with w_c = exp(m_c − max_c m_c), over the chunks that hold
+ * positions (k_attn_split). Block h, 128 threads over d. */
+__global__ void __launch_bounds__(128) k_attn_combine(const float *__restrict__ part, float *__restrict__ out, const int *__restrict__ pos_p, int hd,
+                                                      int window, int nsplit) {
+    const int h = blockIdx.x, last = *pos_p, first = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
+    const int nc = (last - first) / ATT_CH + 1;
+    const float *pr = part + (size_t)h * nsplit * (hd + 2);
+    float M = -INFINITY;
+    for (int c = 0; c < nc; c++) M = fmaxf(M, pr[(size_t)c * (hd + 2) + hd]);
+    float L = 0;
+    for (int c = 0; c < nc; c++) L += expf(pr[(size_t)c * (hd + 2) + hd] - M) * pr[(size_t)c * (hd + 2) + hd + 1];
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0;
+        for (int c = 0; c < nc; c++) o = fmaf(expf(pr[(size_t)c * (hd + 2) + hd] - M), pr[(size_t)c * (hd + 2) + d], o);
+        out[(size_t)h * hd + d] = o / L;
     }
 }
 
@@ -502,6 +588,11 @@ extern "C" spqr_status spqr_cuda_model_new(const spqr_model *m, const spqr_cuda_
         TRYC(cudaMallocHost(&g->h_pos, 4), "pinned");
         TRYC(cudaMallocHost(&g->h_logits, (size_t)V * 4), "pinned");
         TRYC(cudaFuncSetAttribute(k_attn, cudaFuncAttributeMaxDynamicSharedMemorySize, (o.n_ctx + hd) * 4), "attention smem");
+        {
+            const int span = m->sliding_window > 0 && m->sliding_window < o.n_ctx ? m->sliding_window : o.n_ctx;
+            g->att_nsplit = (span + ATT_CH - 1) / ATT_CH;
+            TRYC(cudaMalloc(&g->att_part, (size_t)cfg->n_heads * g->att_nsplit * (hd + 2) * 4), "buffers");
+        }
     }
     *out = g;
     return SPQR_OK;
@@ -525,7 +616,7 @@ extern "C" void spqr_cuda_model_free(spqr_cuda_model *g) {
     free(g->layers);
     lin_free(&g->out);
     void *bufs[] = {g->embed, g->final_norm, g->rope_cos, g->rope_sin, g->kc, g->vc, g->x, g->xn, g->xb, g->q, g->k, g->v, g->att, g->hb, g->hb2,
-                    g->logits, g->x16, g->d_ids, g->d_pos};
+                    g->logits, g->x16, g->d_ids, g->d_pos, g->att_part};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     cudaFreeHost(g->h_ids); cudaFreeHost(g->h_pos); cudaFreeHost(g->h_logits);
     spqr_cuda_ctx_free(g->ctx);
@@ -563,8 +654,13 @@ static spqr_status enqueue_forward(spqr_cuda_model *g, int n, int first, spqr_er
         k_rope_cache<<<n, 256, 0, st>>>(g->q, g->k, g->v, g->rope_cos, g->rope_sin, g->d_pos, c->n_heads, c->n_kv_heads, hd,
                                         c->rope_style == SPQR_ROPE_HALF, g->kc, g->vc, l, g->n_ctx);
         CK(cudaGetLastError(), "rope");
-        k_attn<<<dim3(c->n_heads, n), 128, (g->n_ctx + hd) * 4, st>>>(g->q, g->kc, g->vc, g->att, g->d_pos, c->n_heads, c->n_kv_heads, hd, g->n_ctx,
-                                                                      l, g->sliding_window, scale);
+        if (n == 1) {
+            k_attn_split<<<dim3(c->n_heads, g->att_nsplit), 128, (hd + ATT_CH + 128) * 4, st>>>(
+                g->q, g->kc, g->vc, g->att_part, g->d_pos, c->n_heads, c->n_kv_heads, hd, g->n_ctx, l, g->sliding_window, scale, g->att_nsplit);
+            k_attn_combine<<<c->n_heads, 128, 0, st>>>(g->att_part, g->att, g->d_pos, hd, g->sliding_window, g->att_nsplit);
+        } else
+            k_attn<<<dim3(c->n_heads, n), 128, (g->n_ctx + hd) * 4, st>>>(g->q, g->kc, g->vc, g->att, g->d_pos, c->n_heads, c->n_kv_heads, hd,
+                                                                          g->n_ctx, l, g->sliding_window, scale);
         CK(cudaGetLastError(), "attention");
         if ((s = lin_forward(g, &L->wo, g->att, n, g->xb, err))) return s;
         if (L->bo) k_bias<<<grid_for((size_t)n * dim), 256, 0, st>>>(g->xb, L->bo, dim, (size_t)n * dim);

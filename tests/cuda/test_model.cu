@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
 
     /* logits: prefill P, then D decode steps */
     {
-        const int P = 32, D = 8;
+        const int P = 150, D = 8; /* decode at 150..157: three of one-token attention's 64-position chunks */
         std::vector<float> lg((size_t)P * V);
         OK(spqr_ctx_forward(cpu, ids, P, 0, 1, &er));
         OK(spqr_cuda_forward(g, ids, P, 0, 1, lg.data(), &er));
