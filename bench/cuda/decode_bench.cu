@@ -10,7 +10,8 @@
  * (bench/cuda/synth.h: Gaussian bulk, ~1% heavy-tailed weights kept as fp16 outliers for SpQR, a random
  * act-order permutation), so each decoded token reads all 32 blocks' weights from HBM, as a real 7B
  * model does; the head (32000 × 4096) is quantized at 4 bits (the `--head-bits 4` of our w3 files).
- * fp16 is the SpQR w3 model's weights dequantized (the same values, as 16-bit users would hold them).
+ * fp16 is the SpQR w3 model dequantized on upload (spqr_cuda_model_opts.dense16, as `--gpu-f16`): the same
+ * values, as 16-bit users would hold them.
  *
  * Per configuration: upload time; weight bytes one token reads; a prompt of random tokens in one
  * forward call (prefill tok/s: the batched path, v12 / cuBLAS); then greedy decode of --decode tokens
@@ -50,7 +51,6 @@ static double now(void) {
 /* The seven matrices of a block (q, k, v, o, gate, up, down) and the head, one quantization. */
 struct qset {
     synth_matrix m[8];
-    std::vector<uint16_t> h16[8]; /* fp16 dequantization (the fp16 configuration) */
 };
 
 static const uint32_t DIM = 4096, HID = 11008, VOCAB = 32000;
@@ -71,36 +71,18 @@ static void build_set(qset *s, uint32_t kind, uint32_t wbits, uint32_t gs, doubl
         if (st[i]) { fprintf(stderr, "error: synth %dx%d: %s\n", SHAPE[i][0], SHAPE[i][1], er[i].msg); exit(1); }
 }
 
-static void dequant16(qset *s) {
-    std::vector<std::thread> th;
-    for (int i = 0; i < 8; i++)
-        th.emplace_back([s, i]() {
-            const uint32_t rows = SHAPE[i][0], cols = SHAPE[i][1];
-            std::vector<float> row(cols);
-            s->h16[i].resize((size_t)rows * cols);
-            for (uint32_t r = 0; r < rows; r++) {
-                spqr_qview_dequant_rows(&s->m[i].view, r, r + 1, 1, row.data());
-                for (uint32_t j = 0; j < cols; j++) s->h16[i][(size_t)r * cols + j] = spqr_f32_to_f16(row[j]);
-            }
-        });
-    for (auto &t : th) t.join();
-}
-
 static void free_set(qset *s) {
-    for (int i = 0; i < 8; i++) {
-        synth_free(&s->m[i]);
-        std::vector<uint16_t>().swap(s->h16[i]);
-    }
+    for (int i = 0; i < 8; i++) synth_free(&s->m[i]);
 }
 
-/* The model of `layers` blocks over one set: quantized (h16 = 0) or its fp16 dequantization. */
+/* The model of `layers` blocks over one set (the GPU model's dense16 option holds it as fp16). */
 struct fake_model {
     spqr_model m;
     std::vector<spqr_layer> layers;
     std::vector<float> ones;
 };
 
-static void make_model(fake_model *f, int layers, const qset *s, int h16, const float *embed) {
+static void make_model(fake_model *f, int layers, const qset *s, const float *embed) {
     memset(&f->m, 0, sizeof f->m);
     spqr_config *c = &f->m.cfg;
     snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
@@ -113,8 +95,7 @@ static void make_model(fake_model *f, int layers, const qset *s, int h16, const 
         memset(&L, 0, sizeof L);
         L.rows = (int)SHAPE[i][0];
         L.cols = (int)SHAPE[i][1];
-        if (h16) L.h = s->h16[i].data();
-        else L.q = &s->m[i].view;
+        L.q = &s->m[i].view;
         return L;
     };
     f->layers.assign(layers, spqr_layer());
@@ -188,14 +169,15 @@ int main(int argc, char **argv) {
            n_decode);
 
     std::vector<result> res;
-    auto run = [&](const char *name, const qset *s, int h16, int act8) {
+    auto run = [&](const char *name, const qset *s, int dense16, int act8) {
         fake_model f;
-        make_model(&f, layers, s, h16, embed.data());
+        make_model(&f, layers, s, embed.data());
         spqr_cuda_model_opts o;
         memset(&o, 0, sizeof o);
         o.n_ctx = n_ctx;
         o.n_batch = prompt;
         o.act8 = act8;
+        o.dense16 = dense16; /* the weights dequantized on the host and held as fp16 */
         o.n_threads = threads;
         double t0 = now();
         spqr_cuda_model *g;
@@ -260,12 +242,7 @@ int main(int argc, char **argv) {
         printf("synthetic SpQR w3 matrices: %.1f s\n", now() - t0);
         if (want("spqr-w3")) run("spqr-w3", &s, 0, 0);
         if (want("spqr-w3-act8")) run("spqr-w3-act8", &s, 0, 1);
-        if (want("fp16")) {
-            t0 = now();
-            dequant16(&s);
-            printf("fp16 dequantization: %.1f s\n", now() - t0);
-            run("fp16", &s, 1, 0);
-        }
+        if (want("fp16")) run("fp16", &s, 1, 0);
         free_set(&s);
     }
     if (want("spqr-w4")) {

@@ -382,8 +382,7 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
     /* spqr_cuda_ctx_reuse_x: the image in xbuf serves again when it was prepared from this x for the
      * same permutation and one pass of the same width */
     const int reuse = c->reuse_next && prep && n <= Bmax && c->xlast.valid && c->xlast.x == x && c->xlast.perm_key == m->perm_key &&
-                      c->xlast.cols == m->cols && c->xlast.n == n && c->xlast.a8 == (a8 != 0) && c->xlast.xf32 == xf32 &&
-                      c->xlast.B == (n > 2 ? 4 : n);
+                      c->xlast.cols == m->cols && c->xlast.n == n && c->xlast.a8 == (a8 != 0) && c->xlast.xf32 == xf32;
     c->reuse_next = 0;
     c->xlast_kept = reuse;
     if (prep && !reuse) {
@@ -407,7 +406,7 @@ spqr_status spqr_cuda_run_fused(spqr_cuda_ctx *c, const spqr_cuda_qmatrix *m, co
                 CK(launch_prep(a, B, a8 != 0, (float *)c->xbuf, c->stream, c->pdl), "x prep kernel");
                 if (n <= Bmax) { /* one pass: its image stays in xbuf */
                     c->xlast.x = x; c->xlast.perm_key = m->perm_key; c->xlast.cols = m->cols; c->xlast.n = n;
-                    c->xlast.B = B; c->xlast.a8 = a8 != 0; c->xlast.xf32 = xf32; c->xlast.valid = c->xlast_kept = 1;
+                    c->xlast.a8 = a8 != 0; c->xlast.xf32 = xf32; c->xlast.valid = c->xlast_kept = 1;
                 }
             }
         }

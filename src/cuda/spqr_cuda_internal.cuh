@@ -95,7 +95,7 @@ struct spqr_cuda_ctx {
         const void *x;
         uint64_t perm_key;
         uint32_t cols;
-        int n, B, a8, xf32, valid;
+        int n, a8, xf32, valid; /* one pass of n: its width follows from n */
     } xlast;
 };
 
