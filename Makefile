@@ -44,6 +44,10 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h) $(shell find src tests -name '*.h')
 # Per-ISA kernels: each file gets its own target flags; the dispatcher checks the CPU at run time.
 $(BUILD)/src/kernels/x86/qgemv_avx2.o: ISA = -mavx2 -mfma -mf16c
 $(BUILD)/src/kernels/x86/qgemv_avx512.o: ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vbmi -mavx512vnni
+# The fixed-order products (kernels/ordered.h): fma only where the code says so (contraction off).
+$(BUILD)/src/kernels/generic/ordered.o: ISA = -ffp-contract=off
+$(BUILD)/src/kernels/x86/ordered_avx2.o: ISA = -mavx2 -mfma -ffp-contract=off
+$(BUILD)/src/kernels/x86/ordered_avx512.o: ISA = -mavx2 -mavx512f -ffp-contract=off
 
 $(BUILD)/libspqr.a: $(LIB_OBJ)
 	@rm -f $@
@@ -84,7 +88,7 @@ test-asan:
 
 # NEON: the kernels and their random-matrix suite only (no BLAS for AArch64 needed), static.
 NEON_SRC := src/core/core.c src/format/qmatrix.c src/kernels/cpu.c src/kernels/generic/qgemv.c src/kernels/qtiles.c \
-            src/kernels/arm/qgemv_neon.c src/cuda/mma_layout.c src/cuda/stream_layout.c tests/test_kernels_random.c tests/main.c
+            src/kernels/arm/qgemv_neon.c src/kernels/generic/ordered.c src/core/pool.c src/cuda/mma_layout.c src/cuda/stream_layout.c tests/test_kernels_random.c tests/main.c
 test-neon: deps
 	@mkdir -p $(BUILD)
 	aarch64-linux-gnu-gcc -std=c11 -D_GNU_SOURCE -DSPQR_TESTS_KERNELS_ONLY $(WARN) -O2 -static -Iinclude -Isrc $(NEON_SRC) \

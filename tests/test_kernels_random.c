@@ -11,6 +11,8 @@
 
 #include "format/qmatrix.h"
 #include "kernels/cpu.h"
+#include "kernels/ordered.h"
+#include "core/pool.h"
 #include "kernels/qtiles.h"
 #include "cuda/act8_layout.h"
 #include "cuda/mma_layout.h"
@@ -723,10 +725,104 @@ static void test_act8_layout(void) {
         }
 }
 
+/* ---- fixed-order products (kernels/ordered.h) --------------------------------------------------- */
+
+/* The definition, element by element, written out here independently of the library. */
+static void ordered_ref(const spqr_ordered_args *g, int reversed) {
+    for (int i = 0; i < g->M; i++)
+        for (int j = g->upper ? i : 0; j < g->N; j++)
+            for (int k0 = 0; k0 < g->K; k0 += SPQR_ORDERED_CHUNK) {
+                const int k1 = k0 + SPQR_ORDERED_CHUNK < g->K ? k0 + SPQR_ORDERED_CHUNK : g->K;
+                float acc = 0.0f;
+                for (int t = k0; t < k1; t++) {
+                    const int k = reversed ? k1 - 1 - (t - k0) : t;
+                    acc = fmaf(g->A[i * g->a_si + k * g->a_sk], g->B[k * g->ldb + j], acc);
+                }
+                const float a = g->alpha * acc;
+                g->C[i * g->ldc + j] = g->C[i * g->ldc + j] + a;
+            }
+}
+
+static float wide_rnd(void) { return ldexpf(frnd(), (int)(rnd() % 13) - 6); } /* magnitudes 2^-6 .. 2^6 */
+
+/* The number of defined entries where C and R differ in any bit. */
+static long ordered_diff(const spqr_ordered_args *g, const float *C, const float *R) {
+    long bad = 0;
+    for (int i = 0; i < g->M; i++)
+        for (int j = g->upper ? i : 0; j < g->N; j++) bad += memcmp(&C[i * g->ldc + j], &R[i * g->ldc + j], sizeof(float)) != 0;
+    return bad;
+}
+
+static void test_ordered(void) {
+    /* {M, N, K, upper, A as X[k][i] (Hessian) or E[i][k] (block update)} */
+    static const int shapes[][5] = {{150, 150, 1100, 1, 1}, {33, 33, 512, 1, 1}, {37, 53, 1100, 0, 0}, {96, 300, 128, 0, 0}, {5, 17, 3, 0, 1}};
+    spqr_ordered_rows_fn fns[3] = {spqr_ordered_rows_generic, NULL, NULL};
+    const char *names[3] = {"generic", "avx2", "avx512"};
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) fns[1] = spqr_ordered_rows_avx2;
+    if (__builtin_cpu_supports("avx512f")) fns[2] = spqr_ordered_rows_avx512;
+#endif
+    spqr_pool *pool = spqr_pool_new(3);
+    CHECK(pool != NULL);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], upper = shapes[s][3], hess = shapes[s][4];
+        const int lda = hess ? M + 3 : K + 1, ldb = N + 5, ldc = N + 2;
+        float *A = malloc(sizeof(float) * (size_t)(hess ? K * lda : M * lda)), *B = malloc(sizeof(float) * (size_t)K * ldb);
+        float *C0 = malloc(sizeof(float) * (size_t)M * ldc), *R = malloc(sizeof(float) * (size_t)M * ldc), *C = malloc(sizeof(float) * (size_t)M * ldc);
+        for (int i = 0; i < (hess ? K * lda : M * lda); i++) A[i] = wide_rnd();
+        for (int i = 0; i < K * ldb; i++) B[i] = wide_rnd();
+        for (int i = 0; i < M * ldc; i++) C0[i] = wide_rnd();
+        spqr_ordered_args g = {M, N, K, s % 2 ? -1.0f : 2.0f / 128, A, hess ? 1 : lda, hess ? lda : 1, B, ldb, NULL, ldc, upper};
+        memcpy(R, C0, sizeof(float) * (size_t)M * ldc);
+        g.C = R;
+        ordered_ref(&g, 0);
+        for (int f = 0; f < 3; f++) {
+            if (!fns[f]) continue;
+            memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+            g.C = C;
+            fns[f](&g, 0, 1);
+            long bad = ordered_diff(&g, C, R);
+            CHECKF(bad == 0, "ordered %s %dx%dx%d upper %d: %ld entries differ from the definition", names[f], M, N, K, upper, bad);
+            memcpy(C, C0, sizeof(float) * (size_t)M * ldc); /* rows split three ways: the same bits */
+            for (int t = 0; t < 3; t++) fns[f](&g, t, 3);
+            CHECKF(ordered_diff(&g, C, R) == 0, "ordered %s %dx%dx%d: rows split 3 ways differ", names[f], M, N, K);
+        }
+        memcpy(C, C0, sizeof(float) * (size_t)M * ldc); /* the threaded driver */
+        g.C = C;
+        spqr_ordered_gemm(pool, &g);
+        CHECKF(ordered_diff(&g, C, R) == 0, "ordered on 3 threads %dx%dx%d differs", M, N, K);
+        if (K > SPQR_ORDERED_CHUNK) { /* K split at a chunk boundary: the same bits */
+            memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+            spqr_ordered_args g1 = g, g2 = g;
+            g1.K = SPQR_ORDERED_CHUNK;
+            g2.K = K - SPQR_ORDERED_CHUNK;
+            g2.A = A + (ptrdiff_t)SPQR_ORDERED_CHUNK * g.a_sk;
+            g2.B = B + (ptrdiff_t)SPQR_ORDERED_CHUNK * ldb;
+            spqr_ordered_gemm(NULL, &g1);
+            spqr_ordered_gemm(NULL, &g2);
+            CHECKF(ordered_diff(&g, C, R) == 0, "ordered %dx%dx%d split at the chunk differs", M, N, K);
+        }
+        if (K >= 128) { /* the comparison sees order: reversed sums differ somewhere */
+            memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+            g.C = C;
+            ordered_ref(&g, 1);
+            CHECKF(ordered_diff(&g, C, R) > 0, "ordered %dx%dx%d: the reversed order gave the same bits", M, N, K);
+        }
+        free(A);
+        free(B);
+        free(C0);
+        free(R);
+        free(C);
+    }
+    spqr_pool_free(pool);
+}
+
 const th_test suite_kernels_random[] = {
     {"kernels_act8_layout_w234", test_act8_layout},
     {"kernels_random_blobs_all_isas", test_random_blobs},
     {"kernels_mma_layout_emulated", test_mma_layout},
     {"kernels_stream_layout_emulated", test_stream_layout},
+    {"kernels_ordered_products_all_isas", test_ordered},
     {NULL, NULL},
 };

@@ -1,13 +1,15 @@
 /*
  * quant_bench.cu — times GPU quantization (src/cuda/quant_cuda.h).
  *
- *   spqr-quant-bench 7b [--layers L] [--tokens N] [--tau T|auto] [--tf32] [--no-deq]
+ *   spqr-quant-bench 7b [--layers L] [--tokens N] [--tau T|auto] [--tf32] [--device-chol] [--no-deq]
  *       SpQR w3 β1 = β2 = 16, q3, act order, percdamp 1 on L (default 32) Llama-7B-shaped blocks:
  *       q, k, v, o 4096x4096; gate, up 11008x4096; down 4096x11008. Synthetic weights (N(0, 0.02²)
  *       + 0.5% heavy tail) and calibration activations (N tokens, default 128 x 2048, log-normal channel
  *       scales, 1% strong channels) generated on the device; the four Hessians of a block (attention
  *       input, o input, MLP input, down input) accumulated with spqr_cuda_hessian_add in slices of
- *       8192 tokens. --tau auto (default) bisects τ on block 0's q_proj for ~1% outliers.
+ *       8192 tokens. --tau auto (default) bisects τ on block 0's q_proj for ~1% outliers. The Cholesky
+ *       factors on the host (LAPACK: the CPU's bits, the default) or with --device-chol on the device
+ *       (cuSOLVER).
  *   spqr-quant-bench evalmodel [--cpu] [--reps R]
  *       evalmodel's seven shapes (512x512, 256x512 x2, 512x512, 1536x512 x2, 512x1536), host data,
  *       GPU (spqr_cuda_quantize_matrix, host in/out) vs --cpu (spqr_quantize_matrix) wall time.
@@ -94,11 +96,12 @@ static spqr_qparams spqr_w3(double tau) {
     return p;
 }
 
-static int bench_7b(int L, int ntok, double tau, int tf32, int want_deq) {
+static int bench_7b(int L, int ntok, double tau, int tf32, int dchol, int want_deq) {
     const int D = 4096, F = 11008, CH = 8192;
     spqr_cuda_qctx *c;
     CKS(spqr_cuda_qctx_new(NULL, &c, &er_));
     spqr_cuda_qctx_set_hessian_tf32(c, tf32);
+    spqr_cuda_qctx_set_device_cholesky(c, dchol);
     float *X, *W, *H[4];
     const int hd[4] = {D, D, D, F};
     CKC(cudaMalloc(&X, (size_t)CH * F * 4));
@@ -170,8 +173,8 @@ static int bench_7b(int L, int ntok, double tau, int tf32, int want_deq) {
     double total = now_sync() - t_all0;
     spqr_cuda_qtimes qt;
     spqr_cuda_qctx_times(c, &qt);
-    printf("\n== 7B-shaped SpQR w3 b1=b2=16 q3 act-order, tau %.4f, %d blocks, %d calibration tokens, hessian %s, deq %s ==\n", tau, L, ntok,
-           tf32 ? "TF32" : "FP32", want_deq ? "downloaded" : "not downloaded");
+    printf("\n== 7B-shaped SpQR w3 b1=b2=16 q3 act-order, tau %.4f, %d blocks, %d calibration tokens, hessian %s, cholesky %s, deq %s ==\n", tau, L,
+           ntok, tf32 ? "TF32" : "FP32 fixed order", dchol ? "device (cuSOLVER)" : "host (LAPACK)", want_deq ? "downloaded" : "not downloaded");
     printf("outliers %.3f%%  bits/weight (file) %.3f  mean rel_err q %.4f k %.4f v %.4f o %.4f gate %.4f up %.4f down %.4f\n",
            100.0 * n_out / n_w, 8.0 * blob_bytes / n_w, mod_err[0] / L, mod_err[1] / L, mod_err[2] / L, mod_err[3] / L, mod_err[4] / L,
            mod_err[5] / L, mod_err[6] / L);
@@ -402,7 +405,7 @@ static int bench_head(const char *wpath, const char *hpath, int wbits, double ta
 
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: %s 7b|evalmodel|head [options]\n", argv[0]); return 2; }
-    int L = 32, ntok = 128 * 2048, tf32 = 0, cpu = 0, reps = 5, want_deq = 1;
+    int L = 32, ntok = 128 * 2048, tf32 = 0, dchol = 0, cpu = 0, reps = 5, want_deq = 1;
     double tau = -1;
     const char *files[2] = {NULL, NULL};
     int wbits = 4, nf = 0;
@@ -411,6 +414,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ntok = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tau") && i + 1 < argc) { ++i; tau = strcmp(argv[i], "auto") ? atof(argv[i]) : -1; }
         else if (!strcmp(argv[i], "--tf32")) tf32 = 1;
+        else if (!strcmp(argv[i], "--device-chol")) dchol = 1;
         else if (!strcmp(argv[i], "--no-deq")) want_deq = 0;
         else if (!strcmp(argv[i], "--cpu")) cpu = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -418,7 +422,7 @@ int main(int argc, char **argv) {
         else if (argv[i][0] != '-' && nf < 2) files[nf++] = argv[i];
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
-    if (!strcmp(argv[1], "7b")) return bench_7b(L, ntok, tau, tf32, want_deq);
+    if (!strcmp(argv[1], "7b")) return bench_7b(L, ntok, tau, tf32, dchol, want_deq);
     if (!strcmp(argv[1], "evalmodel")) return bench_evalmodel(cpu, reps);
     if (!strcmp(argv[1], "head")) return bench_head(files[0], files[1], wbits, tau >= 0 ? tau : 0.3);
     fprintf(stderr, "unknown mode %s\n", argv[1]);

@@ -14,8 +14,9 @@
  * The sweep over a column block [b0, b1): for each segment [j, j') between group starts, a fit
  * kernel (warp per row: leave-one-out + min–max, or GPTQ's fit) and for SpQR a bilevel kernel (thread
  * per row block and statistic), then the column kernel (warp per row; lane L holds the block columns
- * b0 + L + 32 i in registers; columns of the segment in sequence); after the block, the sgemm
- * W[:, b1:] -= E · U[b0:b1, b1:].
+ * b0 + L + 32 i in registers; columns of the segment in sequence); after the block,
+ * W[:, b1:] -= E · U[b0:b1, b1:] in kernels/ordered.h's fixed order (k_ordered), as is the Hessian:
+ * both are then the CPU's bits, not cuBLAS's.
  */
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -55,6 +56,7 @@ struct spqr_cuda_qctx {
     cublasHandle_t blas;
     cusolverDnHandle_t sol;
     int hess_tf32;
+    int device_chol; /* 1: cuSOLVER (faster on large matrices; U may differ from the CPU's in float's last bit) */
     dbuf b[B_COUNT];
     spqr_cuda_qtimes t;
 };
@@ -131,6 +133,7 @@ extern "C" void spqr_cuda_qctx_free(spqr_cuda_qctx *c) {
 extern "C" void spqr_cuda_qctx_times(const spqr_cuda_qctx *c, spqr_cuda_qtimes *t) { *t = c->t; }
 extern "C" void spqr_cuda_qctx_reset_times(spqr_cuda_qctx *c) { memset(&c->t, 0, sizeof c->t); }
 extern "C" void spqr_cuda_qctx_set_hessian_tf32(spqr_cuda_qctx *c, int on) { c->hess_tf32 = on; }
+extern "C" void spqr_cuda_qctx_set_device_cholesky(spqr_cuda_qctx *c, int on) { c->device_chol = on; }
 
 extern "C" void *spqr_cuda_malloc(size_t bytes, spqr_error *err) {
     void *p = NULL;
@@ -156,31 +159,106 @@ extern "C" spqr_status spqr_cuda_qctx_sync(spqr_cuda_qctx *c, spqr_error *err) {
     return e == cudaSuccess ? SPQR_OK : cuerr(err, e, "cudaStreamSynchronize", __LINE__);
 }
 
-/* ---- Hessian ----------------------------------------------------------------------------------- */
+/* ---- fixed-order products (kernels/ordered.h's definition, bit for bit) -------------------------- */
 
-extern "C" spqr_status spqr_cuda_hessian_add(spqr_cuda_qctx *c, const float *X, int n, int cols, float alpha, float *H, spqr_error *err) {
-    spqr_status st = SPQR_OK;
-    const float one = 1.0f;
-    if (n < 1 || cols < 1) return spqr_set_err(err, SPQR_E_ARG, "hessian: n %d, cols %d", n, cols);
-    if (c->hess_tf32) CKB(cublasSetMathMode(c->blas, CUBLAS_TF32_TENSOR_OP_MATH));
-    /* row-major X [n][cols] is column-major Xᵀ [cols][n]; row-major upper of H = column-major lower:
-     * C_cm = Xᵀ_cm · (Xᵀ_cm)ᵀ = XᵀX, op N, fill LOWER */
-    {
-        /* syrk takes no tensor-core path: TF32 runs the full product through GemmEx (2x the flops, ~8x the rate) */
-        cublasStatus_t s = c->hess_tf32 ? cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, n, &alpha, X, CUDA_R_32F, cols, X, CUDA_R_32F,
-                                                       cols, &one, H, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT)
-                                        : cublasSsyrk(c->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, cols, n, &alpha, X, cols, &one, H, cols);
-        if (c->hess_tf32) cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
-        if (s != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "hessian: cuBLAS status %d", (int)s);
+/* C[i][j] = C[i][j] + fl(alpha · acc) per chunk of ORD_CHUNK k's, acc = fma(A(i,k), B(k,j), acc) in k
+ * order: exactly spqr_ordered_gemm's operations, so the Hessians and the block update are the CPU's
+ * bits. Block = 64 × 64 outputs, 256 threads; thread (tx, ty) owns rows 4ty..4ty+3 and columns
+ * 4tx..4tx+3 (one float4 of A's and one of B's tile per k step, 16 fma); k in tiles of 16 through
+ * shared memory. upper: only blocks reaching j ≥ i. */
+#define ORD_CHUNK 512
+#define ORD_T 64
+#define ORD_KT 16
+__global__ void __launch_bounds__(256) k_ordered(int M, int N, int K, float alpha, const float *__restrict__ A, long long a_si, long long a_sk,
+                                                 const float *__restrict__ Bm, long long ldb, float *C, long long ldc, int upper) {
+    const int i0 = blockIdx.y * ORD_T, j0 = blockIdx.x * ORD_T;
+    if (upper && j0 + ORD_T <= i0) return;
+    __shared__ __align__(16) float As[ORD_KT][ORD_T];
+    __shared__ __align__(16) float Bs[ORD_KT][ORD_T];
+    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    float acc[4][4], cv[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int i = i0 + 4 * ty + r, j = j0 + 4 * tx + c;
+            cv[r][c] = i < M && j < N ? C[i * ldc + j] : 0.0f;
+            acc[r][c] = 0.0f;
+        }
+    for (int k0 = 0; k0 < K; k0 += ORD_KT) {
+        __syncthreads();
+#pragma unroll
+        for (int q = 0; q < 4; q++) { /* A tile: consecutive threads on A's unit stride */
+            int ii, kk;
+            if (a_si == 1) { ii = t % 64; kk = t / 64 + 4 * q; }
+            else { ii = t / 16 + 16 * q; kk = t % 16; }
+            const int i = i0 + ii, k = k0 + kk;
+            As[kk][ii] = i < M && k < K ? A[i * a_si + k * a_sk] : 0.0f;
+            const int jj = t % 64, kb = t / 64 + 4 * q, j = j0 + jj, kB = k0 + kb;
+            Bs[kb][jj] = j < N && kB < K ? Bm[kB * ldb + j] : 0.0f;
+        }
+        __syncthreads();
+        const int kn = K - k0 < ORD_KT ? K - k0 : ORD_KT; /* no padded terms: the CPU adds none */
+#pragma unroll 4
+        for (int kk = 0; kk < kn; kk++) {
+            const float4 a = *reinterpret_cast<const float4 *>(&As[kk][4 * ty]), b = *reinterpret_cast<const float4 *>(&Bs[kk][4 * tx]);
+            const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(av[r], bv[c], acc[r][c]);
+        }
+        if ((k0 + ORD_KT) % ORD_CHUNK == 0 || k0 + ORD_KT >= K) /* a chunk ends: C += alpha · acc */
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    cv[r][c] = __fadd_rn(cv[r][c], __fmul_rn(alpha, acc[r][c]));
+                    acc[r][c] = 0.0f;
+                }
     }
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int i = i0 + 4 * ty + r, j = j0 + 4 * tx + c;
+            if (i < M && j < N) C[i * ldc + j] = cv[r][c];
+        }
+}
+
+static spqr_status ordered(spqr_cuda_qctx *c, int M, int N, int K, float alpha, const float *A, long long a_si, long long a_sk, const float *Bm, long long ldb,
+                           float *C, long long ldc, int upper, spqr_error *err) {
+    spqr_status st = SPQR_OK;
+    if (M < 1 || N < 1 || K < 1) return SPQR_OK;
+    dim3 grid((unsigned)((N + ORD_T - 1) / ORD_T), (unsigned)((M + ORD_T - 1) / ORD_T));
+    k_ordered<<<grid, 256, 0, c->stream>>>(M, N, K, alpha, A, a_si, a_sk, Bm, ldb, C, ldc, upper);
+    CKL();
     return SPQR_OK;
 fail:
     return st;
 }
 
+/* ---- Hessian ----------------------------------------------------------------------------------- */
+
+extern "C" spqr_status spqr_cuda_hessian_add(spqr_cuda_qctx *c, const float *X, int n, int cols, float alpha, float *H, spqr_error *err) {
+    if (n < 1 || cols < 1) return spqr_set_err(err, SPQR_E_ARG, "hessian: n %d, cols %d", n, cols);
+    if (!c->hess_tf32) /* row-major upper triangle of H += α XᵀX, in the CPU's fixed order */
+        return ordered(c, cols, cols, n, alpha, X, 1, cols, X, cols, H, cols, 1, err);
+    /* TF32 (opt-in, not the CPU's bits): row-major X [n][cols] is column-major Xᵀ [cols][n]; the full
+     * product through GemmEx (syrk takes no tensor-core path) */
+    const float one = 1.0f;
+    cublasStatus_t s = cublasSetMathMode(c->blas, CUBLAS_TF32_TENSOR_OP_MATH);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, n, &alpha, X, CUDA_R_32F, cols, X, CUDA_R_32F, cols, &one, H,
+                                    CUDA_R_32F, cols, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+    cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+    if (s != CUBLAS_STATUS_SUCCESS) return spqr_set_err(err, SPQR_E_UNSUPPORTED, "hessian: cuBLAS status %d", (int)s);
+    return SPQR_OK;
+}
+
 extern "C" spqr_status spqr_cuda_hessian_add_host(spqr_cuda_qctx *c, const float *X, int n, int cols, float alpha, float *H, spqr_error *err) {
     spqr_status st = SPQR_OK;
     int slice = (int)((64u << 20) / ((size_t)cols * 4));
+    if (slice >= ORD_CHUNK) slice -= slice % ORD_CHUNK; /* slices end on chunk boundaries: the same bits as one call */
     if (slice < 1) slice = 1;
     if (slice > n) slice = n;
     CK(ensure(c, B_X, (size_t)slice * cols * 4));
@@ -288,6 +366,11 @@ __global__ void k_extract_u(const double *A, float *U, float *dcol, int n, int *
     if (!isfinite(v) || (k == i && !(v > 0))) *bad = 1;
     U[idx] = (float)v;
     if (k == i) dcol[i] = (float)v;
+}
+/* d_j = U_jj (U uploaded from the host's factorization). */
+__global__ void k_diag_u(const float *U, float *dcol, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dcol[i] = U[(size_t)i * n + i];
 }
 /* Per column: Var_rows(W[:, j]) / d_j², the CPU's order of summation (double). */
 __global__ void k_colvar(const float *W, const float *dcol, int rows, int cols, double *out) {
@@ -701,6 +784,8 @@ extern "C" spqr_status spqr_cuda_quantize_matrix_dev(spqr_cuda_qctx *c, const fl
     int32_t *perm = NULL;
     uint8_t *dead = NULL;
     unsigned *cnt = NULL;
+    double *hd = NULL; /* host Cholesky: the permuted H, then U */
+    float *hu = NULL;
     uint8_t *blob = NULL;
     int first = 0x7fffffff, bad = 0, info = 0;
     float tau_abs = INFINITY;
@@ -767,23 +852,37 @@ extern "C" spqr_status spqr_cuda_quantize_matrix_dev(spqr_cuda_qctx *c, const fl
     /* ---- damped Cholesky inverse, U, τ ---- */
     if (feedback) {
         CK(ensure(c, B_HD, cc * 8));
-        CK(ensure(c, B_A, cc * 8));
+        if (c->device_chol) CK(ensure(c, B_A, cc * 8));
         CK(ensure(c, B_U, cc * 4));
         CK(ensure(c, B_INFO, 64));
         k_gather_h<<<nblk(cc, 256), 256, 0, c->stream>>>(H, B<double>(c, B_HD), cols, use_perm ? B<int>(c, B_PERM) : NULL);
         CKL();
+        if (!c->device_chol) { /* the CPU's own factorization of the same permuted float64 H: the CPU's U, bit for bit */
+            hd = (double *)malloc(cc * sizeof *hd);
+            hu = (float *)malloc(cc * sizeof *hu);
+            if (!hd || !hu) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory for a %d x %d host Cholesky", cols, cols); goto fail; }
+            CK(cudaMemcpyAsync(hd, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToHost, c->stream));
+            CK(cudaStreamSynchronize(c->stream));
+            if ((st = spqr_chol_inverse(hd, cols, p, dead, hu, &out->percdamp_used, err))) goto fail;
+            CK(cudaMemcpyAsync(B<float>(c, B_U), hu, cc * 4, cudaMemcpyHostToDevice, c->stream));
+            k_diag_u<<<nblk(cols, 256), 256, 0, c->stream>>>(B<float>(c, B_U), B<float>(c, B_DCOL), cols);
+            CKL();
+            CK(cudaStreamSynchronize(c->stream)); /* hu is freed at the end: the copy must be done first anyway */
+        }
         double mean = 0;
         for (int i = 0; i < cols; i++) mean += fabs((double)dg[perm[i]]);
         mean /= cols;
         int lw1 = 0, lw2 = 0;
-        CKS(cusolverDnDpotrf_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw1));
-        CKS(cusolverDnDpotri_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw2));
+        if (c->device_chol) {
+            CKS(cusolverDnDpotrf_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw1));
+            CKS(cusolverDnDpotri_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw2));
+        }
         int lw = lw1 > lw2 ? lw1 : lw2;
-        CK(ensure(c, B_WORK, (size_t)lw * 8));
+        if (c->device_chol) CK(ensure(c, B_WORK, (size_t)lw * 8));
         double *A = B<double>(c, B_A), *work = B<double>(c, B_WORK);
         int *dinfo = B<int>(c, B_INFO);
         double pd = p->percdamp;
-        bool ok = false;
+        bool ok = !c->device_chol;
         for (int attempt = 0; attempt < 6 && !ok; attempt++, pd = pd > 0 ? pd * 10 : 1e-2) {
             CK(cudaMemcpyAsync(A, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToDevice, c->stream));
             k_damp<<<nblk(cols, 256), 256, 0, c->stream>>>(A, cols, pd * mean, B<unsigned char>(c, B_PERM) + (size_t)cols * 4,
@@ -893,10 +992,8 @@ extern "C" spqr_status spqr_cuda_quantize_matrix_dev(spqr_cuda_qctx *c, const fl
             CKL();
             j = je;
         }
-        if (feedback && b1 < cols) { /* W[:, b1:] -= E · U[b0:b1, b1:]  (column-major: Wᵀ -= Uᵀ Eᵀ) */
-            const float m1 = -1.0f, one = 1.0f;
-            CKB(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, cols - b1, rows, b1 - b0, &m1, a.U + (size_t)b0 * cols + b1, cols, a.E, bs, &one,
-                            a.W + b1, cols));
+        if (feedback && b1 < cols) { /* W[:, b1:] -= E · U[b0:b1, b1:], gptq.c's fixed-order product */
+            if ((st = ordered(c, rows, cols - b1, b1 - b0, -1.0f, a.E, bs, 1, a.U + (size_t)b0 * cols + b1, cols, a.W + b1, cols, 0, err))) goto fail;
         }
     }
     {
@@ -1042,6 +1139,8 @@ done:
     free(dead);
     free(cnt);
     free(part);
+    free(hd);
+    free(hu);
     return st;
 }
 

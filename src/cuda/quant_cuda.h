@@ -1,23 +1,24 @@
 /*
  * quant_cuda.h — GPU quantization (built only with `make CUDA=1`, see cuda.mk): the Hessian
- * accumulator (cuBLAS syrk), the damped Cholesky inverse (cuSOLVER, float64) and the GPTQ/SpQR sweep
- * on the device. C-callable; includes no CUDA header (streams are void *).
+ * accumulator, the damped Cholesky inverse and the GPTQ/SpQR sweep on the device. C-callable;
+ * includes no CUDA header (streams are void *).
  *
  * spqr_cuda_quantize_matrix has the contract of spqr_quantize_matrix (quant/quantize.h): same
  * parameters, same spqr_qresult (the blob byte-compatible with the .spqr layout, deq, rel_err,
  * percdamp_used), same validation and errors. The arithmetic follows gptq.c operation by operation
  * (statistics at group starts on the updated columns, fp16 rounding of the statistics, SpQR bilevel
  * statistics over β2 rows, the leave-one-out outlier refit, in-sweep outliers, act order, the damping
- * retries); it differs only where float sums are ordered differently: the lazy block update (cuBLAS
- * sgemm instead of OpenBLAS) and the Cholesky factors (cuSOLVER instead of LAPACK, both float64).
- * So results equal the CPU's up to float rounding, not bit for bit. deq is bit-identical to what the
- * blob decodes to (spqr_qview_dequant_rows). The result is freed with spqr_qresult_free (or
+ * retries), and the long sums are ordered as the CPU orders them: the Hessians and the lazy block update
+ * in kernels/ordered.h's fixed order (k_ordered), the Cholesky factor by the CPU's own LAPACK call on
+ * the host (unless spqr_cuda_qctx_set_device_cholesky). So the blob and deq are the CPU's, bit for bit;
+ * only rel_err (a diagnostic, through cuBLAS) differs in its last digits. deq is bit-identical to what
+ * the blob decodes to (spqr_qview_dequant_rows). The result is freed with spqr_qresult_free (or
  * spqr_cuda_qresult_free, the same thing without linking gptq.c).
  *
- * Work on the device: permutation gathers, float64 Cholesky (potrf, potri, potrf), the column sweep
- * (one warp per row, the 128-column block in registers, columns in sequence), the block update
- * (sgemm), code/statistics bit packing, the outlier CSR, the unpermuted dequantized weights and the
- * relative error through H (sgemm). On the host: the act-order sort of diag(H), the CRC-32 of the blob.
+ * Work on the device: permutation gathers, the column sweep (one warp per row, the 128-column block
+ * in registers, columns in sequence), the block update, code/statistics bit packing, the outlier CSR,
+ * the unpermuted dequantized weights and the relative error through H (sgemm). On the host: the
+ * act-order sort of diag(H), the Cholesky factor (by default), the CRC-32 of the blob.
  */
 #ifndef SPQR_QUANT_CUDA_H
 #define SPQR_QUANT_CUDA_H
@@ -52,9 +53,15 @@ void spqr_cuda_qctx_free(spqr_cuda_qctx *c);
 /* Accumulated stage times (*t zeroed by reset). */
 void spqr_cuda_qctx_times(const spqr_cuda_qctx *c, spqr_cuda_qtimes *t);
 void spqr_cuda_qctx_reset_times(spqr_cuda_qctx *c);
-/* Hessian accumulation math: 0 (default) fp32 cublasSsyrk, upper triangle (what the CPU computes);
- * 1: the full XᵀX through cublasGemmEx with TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32). */
+/* Hessian accumulation math: 0 (default) fp32 in kernels/ordered.h's fixed order, upper triangle: the
+ * CPU pipeline's bits; 1: the full XᵀX through cublasGemmEx with TF32 tensor cores
+ * (CUBLAS_COMPUTE_32F_FAST_TF32): faster, not the CPU's values. */
 void spqr_cuda_qctx_set_hessian_tf32(spqr_cuda_qctx *c, int on);
+/* The damped inverse's Cholesky factor U: 0 (default) on the host by the CPU quantizer's own
+ * spqr_chol_inverse (LAPACK) from the device's permuted float64 H, so that U, and with the fixed-order
+ * block update every code and outlier, are the CPU's; 1: cuSOLVER on the device (faster for large
+ * matrices: 4096² and up), whose float64 rounding can flip U's last float bit against LAPACK's. */
+void spqr_cuda_qctx_set_device_cholesky(spqr_cuda_qctx *c, int on);
 
 /* Device memory helpers, so that C callers need no CUDA header. */
 void *spqr_cuda_malloc(size_t bytes, spqr_error *err);          /* NULL on failure (err set) */
@@ -65,7 +72,8 @@ spqr_status spqr_cuda_d2h(void *host, const void *dev, size_t bytes, spqr_error 
 spqr_status spqr_cuda_qctx_sync(spqr_cuda_qctx *c, spqr_error *err);
 
 /* H_dev += alpha · XᵀX for X_dev [n][cols] row-major (device), H_dev [cols][cols] row-major
- * (device): the UPPER triangle of the row-major H (k >= i) only, as the CPU pipeline's hess_task;
+ * (device): the UPPER triangle of the row-major H (k >= i), in spqr_ordered_gemm's order: bit for bit
+ * the CPU pipeline's for the same calls (a call's rows are summed in chunks of SPQR_ORDERED_CHUNK);
  * call spqr_cuda_hessian_symmetrize once all batches are in. Asynchronous on the context's stream. */
 spqr_status spqr_cuda_hessian_add(spqr_cuda_qctx *c, const float *X_dev, int n, int cols, float alpha, float *H_dev, spqr_error *err);
 /* The same with X in host memory (copied through a device workspace in slices of rows). Synchronous. */

@@ -33,35 +33,37 @@ typedef struct {
     int n;
 } mm_job;
 
-/* Thread ith's share of a product with n > 1 tokens: its rows of Y (spqr_split, multiples of 16). */
+/* Thread ith's share of a product with n > 1 tokens. Every BLAS call covers a fixed tile, never a
+ * function of the thread count (some OpenBLAS kernels, Haswell's and the generic ones, round an element
+ * differently when the shape of its call changes, and neither the quantizer's files nor the logits may
+ * depend on -t): fp32 weights in tiles of MM_TOKENS tokens × SPQR_PANEL_ROWS rows, 16-bit and quantized
+ * weights (converted panel by panel) in panels of SPQR_PANEL_ROWS rows × all tokens; items ith, ith + nth, … */
+#define MM_TOKENS 256
 static void mm_rows(const mm_job *j, int ith, int nth) {
     const spqr_linear *L = j->lin;
-    const int in = L->cols, out = L->rows;
-    int lo, hi;
-    spqr_split(out, ith, nth, 16, &lo, &hi);
-    if (lo >= hi) return;
+    const int in = L->cols, out = L->rows, P = SPQR_PANEL_ROWS, np = (out + P - 1) / P;
     float *scr = j->mm->scratch + (size_t)ith * j->mm->per_thread;
-    if (L->w) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, hi - lo, in, 1.0f, j->X, in, L->w + (size_t)lo * in, in, 0.0f, j->Y + lo, out);
-    } else if (L->h) {
-        for (int r0 = lo; r0 < hi; r0 += SPQR_PANEL_ROWS) {
-            int r1 = r0 + SPQR_PANEL_ROWS < hi ? r0 + SPQR_PANEL_ROWS : hi;
-            const uint16_t *src = L->h + (size_t)r0 * in;
-            for (size_t e = 0; e < (size_t)(r1 - r0) * in; e++) scr[e] = L->h_bf16 ? spqr_bf16_to_f32(src[e]) : spqr_f16_to_f32(src[e]);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, in, 1.0f, j->X, in, scr, in, 0.0f, j->Y + r0, out);
+    const int nt = L->w ? (j->n + MM_TOKENS - 1) / MM_TOKENS : 1;
+    for (int it = ith; it < np * nt; it += nth) {
+        const int lo = it % np * P, hi = lo + P < out ? lo + P : out; /* consecutive items: one token block, next rows */
+        const int t0 = L->w ? it / np * MM_TOKENS : 0, t1 = L->w && t0 + MM_TOKENS < j->n ? t0 + MM_TOKENS : j->n;
+        if (L->w) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, hi - lo, in, 1.0f, j->X + (size_t)t0 * in, in, L->w + (size_t)lo * in, in, 0.0f,
+                        j->Y + (size_t)t0 * out + lo, out);
+        } else if (L->h) {
+            const uint16_t *src = L->h + (size_t)lo * in;
+            for (size_t e = 0; e < (size_t)(hi - lo) * in; e++) scr[e] = L->h_bf16 ? spqr_bf16_to_f32(src[e]) : spqr_f16_to_f32(src[e]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, hi - lo, in, 1.0f, j->X, in, scr, in, 0.0f, j->Y + lo, out);
+        } else {
+            const float *X = L->q->perm ? j->mm->xbuf : j->X; /* permuted by perm_task */
+            float *panel = scr + 8 * (size_t)L->q->lay.groups + 16;
+            j->mm->k->qdequant(L->q, (uint32_t)lo, (uint32_t)hi, scr, panel);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, hi - lo, in, 1.0f, X, in, panel, in, 0.0f, j->Y + lo, out);
         }
-    } else {
-        const float *X = L->q->perm ? j->mm->xbuf : j->X; /* permuted by perm_task */
-        float *panel = scr + 8 * (size_t)L->q->lay.groups + 16;
-        for (int r0 = lo; r0 < hi; r0 += SPQR_PANEL_ROWS) {
-            int r1 = r0 + SPQR_PANEL_ROWS < hi ? r0 + SPQR_PANEL_ROWS : hi;
-            j->mm->k->qdequant(L->q, (uint32_t)r0, (uint32_t)r1, scr, panel);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, in, 1.0f, X, in, panel, in, 0.0f, j->Y + r0, out);
-        }
+        if (j->bias)
+            for (int r = t0; r < t1; r++)
+                for (int o = lo; o < hi; o++) j->Y[(size_t)r * out + o] += j->bias[o];
     }
-    if (j->bias)
-        for (int r = 0; r < j->n; r++)
-            for (int o = lo; o < hi; o++) j->Y[(size_t)r * out + o] += j->bias[o];
 }
 
 static void mm_task(void *arg, int ith, int nth) { mm_rows(arg, ith, nth); }

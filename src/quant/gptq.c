@@ -6,7 +6,8 @@
  * are quantized left to right in the (optionally act-order permuted) order; after column j, the
  * scaled error e = (w_j − ŵ_j) / d_j is pushed onto the remaining columns: W[:, k] −= e · U_jk.
  * Updates inside a block of 128 columns are applied at once per column; the block's accumulated
- * errors reach later columns through one sgemm.
+ * errors reach later columns through one fixed-order product (kernels/ordered.h: the same bits on
+ * every CPU and on the GPU).
  *
  * Statistics are fitted at each group start on the current (already updated) columns of the group.
  *  GPTQ/RTN: per row, the range widened to include 0, s = (max − min)/(2^b − 1), z = round(−min/s);
@@ -23,6 +24,8 @@
  * Quantized value: q = clamp(round(w/s + z), 0, 2^b − 1), ŵ = s (q − z), round half to even.
  */
 #include "quant/quantize.h"
+
+#include "kernels/ordered.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -205,15 +208,17 @@ static void run_sweep(sweep *S, const float *dcol) {
                 for (int k = j + 1; k < b1; k++) wr[k] -= e * u[k];
             }
         }
-        if (feedback && b1 < cols) /* W[:, b1:] -= E · U[b0:b1, b1:] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols - b1, b1 - b0, -1.0f, E, bs, S->U + (size_t)b0 * cols + b1,
-                        cols, 1.0f, S->W + b1, cols);
+        if (feedback && b1 < cols) { /* W[:, b1:] -= E · U[b0:b1, b1:], in the fixed order the GPU follows too */
+            const spqr_ordered_args g = {rows, cols - b1, b1 - b0, -1.0f, E, bs, 1, S->U + (size_t)b0 * cols + b1, cols, S->W + b1, cols, 0};
+            spqr_ordered_gemm(NULL, &g);
+        }
     }
 }
 
-/* Damped H⁻¹'s upper Cholesky factor U (float, [n][n]) from H (permuted, double, modified).
- * On a non-positive-definite H the damping grows ×10 up to 5 times; *damp reports the final one. */
-static spqr_status chol_inverse(double *H, int n, const spqr_qparams *p, const uint8_t *dead, float *U, double *damp, spqr_error *err) {
+/* Damped H⁻¹'s upper Cholesky factor U (float, [n][n]) from H (permuted, double; not modified).
+ * On a non-positive-definite H the damping grows ×10 up to 5 times; *damp reports the final one.
+ * The GPU quantizer calls this too (quantize.h), so that both sweeps get the same U. */
+spqr_status spqr_chol_inverse(const double *H, int n, const spqr_qparams *p, const uint8_t *dead, float *U, double *damp, spqr_error *err) {
     double *A = malloc((size_t)n * n * sizeof *A);
     if (!A) return spqr_set_err(err, SPQR_E_NOMEM, "out of memory");
     double mean = 0;
@@ -409,7 +414,7 @@ spqr_status spqr_quantize_matrix(const float *W, int rows, int cols, const float
         }
         S.U = spqr_aligned_alloc((size_t)cols * cols, sizeof(float));
         if (!S.U) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
-        if ((st = chol_inverse(Hd, cols, p, dead, S.U, &out->percdamp_used, err))) goto done;
+        if ((st = spqr_chol_inverse(Hd, cols, p, dead, S.U, &out->percdamp_used, err))) goto done;
         for (int j = 0; j < cols; j++) dcol[j] = S.U[(size_t)j * cols + j];
         if (p->method == SPQR_QM_SPQR && isfinite(p->outlier_threshold) && rows > 1) {
             double acc = 0;

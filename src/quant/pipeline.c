@@ -13,6 +13,7 @@
  * (3 x dim² + hidden² floats) and the quantized blobs.
  */
 #include "format/writer.h"
+#include "kernels/ordered.h"
 #include "model/forward.h"
 #include "quant/calib.h"
 #include "quant/quantize.h"
@@ -20,7 +21,6 @@
 #include "cuda/quant_cuda.h"
 #endif
 
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -57,17 +57,6 @@ static const char *method_name(spqr_method m) { return m == SPQR_METHOD_SPQR ? "
 
 /* ---- Hessian accumulation: H += alpha · XᵀX, upper triangle, 64-row panels round-robin ---------- */
 
-typedef struct { const float *X; int n, cols; float *H; float alpha; } hess_job;
-
-static void hess_task(void *arg, int ith, int nth) {
-    const hess_job *j = arg;
-    for (int p = ith; p * 64 < j->cols; p += nth) {
-        int r0 = p * 64, pr = r0 + 64 < j->cols ? 64 : j->cols - r0;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, pr, j->cols - r0, j->n, j->alpha, j->X + r0, j->cols, j->X + r0, j->cols, 1.0f,
-                    j->H + (size_t)r0 * j->cols + r0, j->cols);
-    }
-}
-
 typedef struct {
     float *H[4];
     float alpha;
@@ -86,8 +75,9 @@ static void capture(void *user, int which, const float *X, int n, int cols) {
         return;
     }
 #endif
-    hess_job j = {X, n, cols, a->H[which], a->alpha};
-    spqr_pool_run(a->pool, hess_task, &j);
+    /* upper triangle of H += α XᵀX in the fixed order of kernels/ordered.h (the GPU's bits too) */
+    const spqr_ordered_args g = {cols, cols, n, a->alpha, X, 1, cols, X, cols, a->H[which], cols, 1};
+    spqr_ordered_gemm(a->pool, &g);
 }
 
 static void symmetrize(float *H, int n) {
@@ -536,8 +526,8 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
     }
     spqr_sb_printf(b, ",\"head_bits\":%d", o.head_bits);
     if (o.hessian_jitter > 0) spqr_sb_printf(b, ",\"hessian_jitter\":%.9g,\"jitter_seed\":%llu", o.hessian_jitter, (unsigned long long)o.jitter_seed);
-    spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s],\"threads\":%d}}",
-                   (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "", sum->threads);
+    spqr_sb_printf(b, ",\"quantized_weights\":%lld,\"outliers\":%lld,\"bits_paper\":%.6f,\"bits_file\":%.6f,\"kept\":[%s]}}",
+                   (long long)sum->quantized_weights, (long long)sum->n_outliers, sum->bits_paper, sum->bits_file, kept.s ? kept.s : "");
     spqr_sb_free(&kept);
     if (b->oom) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory"); goto done; }
     st = spqr_file_write(out_path, b->s, r.tok_bytes, tok_size, r.wt, nw, &sum->file_bytes, err);

@@ -4,9 +4,13 @@
  *
  * Per case: both succeed (or fail alike); the same entry (kind, shape, flags, bits, groups,
  * percdamp_used); the GPU blob passes spqr_qview_init, its CRC is right and it decodes bit for bit to
- * the GPU's deq; ≥ 99.9% of the codes equal the CPU's; outlier counts within 0.1% (+2 for tiny counts);
- * rel_err within 1e-3 relative. Plus: the Hessian accumulator against a float64 reference, determinism,
- * argument errors. Prints "N passed, N failed"; "SKIPPED" and exit 0 without a GPU.
+ * the GPU's deq; the GPU's blob is the CPU's, byte for byte, and so is its deq (the block update runs
+ * in kernels/ordered.h's fixed order on both, and the GPU takes U from the CPU's own LAPACK call);
+ * rel_err within 1e-3 relative (its products are cuBLAS's and OpenBLAS's). The evalmodel shapes and an
+ * indefinite H again with cuSOLVER's U (spqr_cuda_qctx_set_device_cholesky): within the tolerances
+ * (≥ 99.9% equal codes, outliers within 0.1% + 2), identical bits or not printed. Plus: the Hessian
+ * accumulator bit for bit against the CPU's (spqr_ordered_gemm) and against a float64 reference,
+ * determinism, argument errors. Prints "N passed, N failed"; "SKIPPED" and exit 0 without a GPU.
  *   --cpu-only   runs the CPU side of each case only (outlier fractions; for choosing τ without a GPU)
  */
 #include <cblas.h>
@@ -19,6 +23,7 @@
 
 extern "C" {
 #include "core/core.h"
+#include "kernels/ordered.h"
 }
 
 static int g_pass, g_fail, g_cpu_only;
@@ -97,6 +102,7 @@ static spqr_qparams P(spqr_qmethod m, int w, int gs, int q, int qg, double tau, 
 }
 
 static spqr_cuda_qctx *g_ctx;
+static int g_device_chol; /* the context factors on the device: U may differ in float's last bit, so codes may too */
 
 static void run_case(const char *name, const float *W, int rows, int cols, const float *H, const spqr_qparams *p) {
     spqr_qresult rc, rg;
@@ -152,11 +158,15 @@ static void run_case(const char *name, const float *W, int rows, int cols, const
     float wmax = 0;
     for (size_t i = 0; i < (size_t)rows * cols; i++) { dq = fmax(dq, fabs(rc.deq[i] - rg.deq[i])); wmax = fmaxf(wmax, fabsf(W[i])); }
     CHECK(frac >= 0.999, "%s: only %.4f%% of codes equal", name, 100 * frac);
+    const int same_bits = a->data_size == b->data_size && memcmp(rc.blob, rg.blob, a->data_size) == 0 &&
+                          memcmp(rc.deq, rg.deq, (size_t)rows * cols * 4) == 0;
+    if (!g_device_chol) CHECK(same_bits, "%s: the GPU's blob or deq differs from the CPU's (codes %.4f%% equal)", name, 100 * frac);
     double no_c = (double)a->n_outliers, no_g = (double)b->n_outliers;
     CHECK(fabs(no_c - no_g) <= 0.001 * no_c + 2, "%s: outliers cpu %.0f gpu %.0f", name, no_c, no_g);
     if (H) CHECK(fabs(rc.rel_err - rg.rel_err) <= 1e-3 * rc.rel_err + 1e-12, "%s: rel_err cpu %.6g gpu %.6g", name, rc.rel_err, rg.rel_err);
     else CHECK(isnan(rg.rel_err), "%s: rel_err should be NaN without H", name);
-    printf("%-34s codes=%.4f%% outl cpu %llu gpu %llu (%.3f%%) rel_err cpu %.6f gpu %.6f damp %g  cpu %.3fs gpu %.3fs\n", name, 100 * frac,
+    printf("%-34s %s codes=%.4f%% outl cpu %llu gpu %llu (%.3f%%) rel_err cpu %.6f gpu %.6f damp %g  cpu %.3fs gpu %.3fs\n", name,
+           same_bits ? "identical" : "DIFFERENT", 100 * frac,
            (unsigned long long)a->n_outliers, (unsigned long long)b->n_outliers, 100.0 * no_g / ((double)rows * cols), rc.rel_err, rg.rel_err,
            rg.percdamp_used, tc, tg);
     spqr_qresult_free(&rc);
@@ -166,7 +176,12 @@ static void run_case(const char *name, const float *W, int rows, int cols, const
 static void test_hessian(void) {
     const int n = 3000, cols = 300;
     float *X = (float *)malloc((size_t)n * cols * 4), *H = (float *)malloc((size_t)cols * cols * 4);
+    float *Hc = (float *)calloc((size_t)cols * cols, 4); /* the CPU's: the same two calls */
     for (size_t i = 0; i < (size_t)n * cols; i++) X[i] = (float)gauss();
+    const spqr_ordered_args g1 = {cols, cols, 1000, 2.0f / n, X, 1, cols, X, cols, Hc, cols, 1};
+    const spqr_ordered_args g2 = {cols, cols, n - 1000, 2.0f / n, X + (size_t)1000 * cols, 1, cols, X + (size_t)1000 * cols, cols, Hc, cols, 1};
+    spqr_ordered_gemm(NULL, &g1);
+    spqr_ordered_gemm(NULL, &g2);
     for (int tf32 = 0; tf32 < 2; tf32++) {
         spqr_error e;
         float *Hd = (float *)spqr_cuda_malloc((size_t)cols * cols * 4, &e);
@@ -178,6 +193,13 @@ static void test_hessian(void) {
         if (!s) s = spqr_cuda_qctx_sync(g_ctx, &e);
         if (!s) s = spqr_cuda_d2h(H, Hd, (size_t)cols * cols * 4, &e);
         CHECK(s == SPQR_OK, "hessian: %s", s ? e.msg : "");
+        if (!tf32) {
+            long diff = 0;
+            for (int i = 0; i < cols; i++)
+                for (int k = i; k < cols; k++) diff += memcmp(&H[(size_t)i * cols + k], &Hc[(size_t)i * cols + k], 4) != 0;
+            CHECK(diff == 0, "hessian: %ld entries of the upper triangle differ from the CPU's", diff);
+            printf("hessian accumulator (fp32): %ld of %d entries differ from the CPU's\n", diff, cols * (cols + 1) / 2);
+        }
         double num = 0, den = 0, asym = 0;
         for (int i = 0; i < cols; i += 7)
             for (int k = 0; k < cols; k++) {
@@ -197,6 +219,7 @@ static void test_hessian(void) {
     spqr_cuda_qctx_set_hessian_tf32(g_ctx, 0);
     free(X);
     free(H);
+    free(Hc);
 }
 
 static void test_misc(void) {
@@ -237,6 +260,24 @@ static void test_misc(void) {
     free(H);
 }
 
+static const double TAU = 0.2; /* ~1% outliers on these layers (see --cpu-only) */
+
+/* evalmodel's seven shapes (q, k, v, o, gate, up, down): SpQR w3 β1 = β2 = 16, q3, act order. */
+static void evalmodel_shapes(const char *suffix, const float *H512, const float *H1536) {
+    static const struct { const char *name; int rows, cols; } shp[] = {{"q 512x512", 512, 512},     {"k 256x512", 256, 512},
+                                                                       {"v 256x512", 256, 512},     {"o 512x512", 512, 512},
+                                                                       {"gate 1536x512", 1536, 512}, {"up 1536x512", 1536, 512},
+                                                                       {"down 512x1536", 512, 1536}};
+    for (int i = 0; i < 7; i++) {
+        float *W = make_w(shp[i].rows, shp[i].cols);
+        spqr_qparams p = P(SPQR_QM_SPQR, 3, 16, 3, 16, TAU, 1, 1.0);
+        char nm[64];
+        snprintf(nm, sizeof nm, "spqr w3 %s%s", shp[i].name, suffix);
+        run_case(nm, W, shp[i].rows, shp[i].cols, shp[i].cols == 512 ? H512 : H1536, &p);
+        free(W);
+    }
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--cpu-only")) g_cpu_only = 1;
@@ -250,20 +291,8 @@ int main(int argc, char **argv) {
         test_hessian();
         test_misc();
     }
-    const double TAU = 0.2; /* ~1% outliers on these layers (see --cpu-only) */
-    /* evalmodel's seven shapes (q, k, v, o, gate, up, down): SpQR w3 β1 = β2 = 16, q3, act order */
-    struct { const char *name; int rows, cols; } shp[] = {{"q 512x512", 512, 512}, {"k 256x512", 256, 512}, {"v 256x512", 256, 512},
-                                                          {"o 512x512", 512, 512}, {"gate 1536x512", 1536, 512}, {"up 1536x512", 1536, 512},
-                                                          {"down 512x1536", 512, 1536}};
     float *H512 = make_h(512, 4096, 0, 0, 0), *H1536 = make_h(1536, 4096, 0, 0, 0);
-    for (int i = 0; i < 7; i++) {
-        float *W = make_w(shp[i].rows, shp[i].cols);
-        spqr_qparams p = P(SPQR_QM_SPQR, 3, 16, 3, 16, TAU, 1, 1.0);
-        char nm[64];
-        snprintf(nm, sizeof nm, "spqr w3 %s", shp[i].name);
-        run_case(nm, W, shp[i].rows, shp[i].cols, shp[i].cols == 512 ? H512 : H1536, &p);
-        free(W);
-    }
+    evalmodel_shapes("", H512, H1536);
     {
         float *W = make_w(512, 512);
         spqr_qparams p;
@@ -338,6 +367,18 @@ int main(int argc, char **argv) {
         spqr_qparams p = P(SPQR_QM_SPQR, 4, 16, 3, 16, 0.3, 1, 1.0);
         run_case("spqr w4 head 32000x512", W, rows, cols, H512, &p);
         free(W);
+    }
+    if (g_ctx) { /* the cuSOLVER factorization: the same results up to float rounding (identical or not: printed) */
+        g_device_chol = 1;
+        spqr_cuda_qctx_set_device_cholesky(g_ctx, 1);
+        evalmodel_shapes(", cuSOLVER", H512, H1536);
+        float *W = make_w(256, 256), *Hi = make_h(256, 1024, 0, 0.6, 1);
+        spqr_qparams p = P(SPQR_QM_SPQR, 3, 16, 3, 16, TAU, 1, 0.01);
+        run_case("spqr w3 indefinite H, cuSOLVER", W, 256, 256, Hi, &p);
+        free(W);
+        free(Hi);
+        spqr_cuda_qctx_set_device_cholesky(g_ctx, 0);
+        g_device_chol = 0;
     }
     free(H512);
     free(H1536);
