@@ -345,9 +345,13 @@ typedef struct spqr_quant_opts {
     int act_order;              /* GPTQ/SpQR: permute columns by decreasing diag(H) */
     double percdamp;            /* damping relative to mean(diag H) */
     int simplified_outliers;    /* SpQR: skip the leave-one-out refit */
-    int gpu;                    /* quantize on the first CUDA device (make CUDA=1 builds): Hessians with
-                                   cuBLAS, Cholesky with cuSOLVER, the sweep on the device; results equal
-                                   the CPU's up to float rounding */
+    int gpu;                    /* quantize on the first CUDA device (make CUDA=1 builds): Hessians and the
+                                   sweep on the device in the CPU's fixed order, the Cholesky factor by the
+                                   CPU's own LAPACK call: meant to write the CPU run's file byte for byte */
+    int gpu_device_cholesky;    /* with gpu: the Cholesky factors with cuSOLVER instead. The host's LAPACK
+                                   runs on one thread here (calls on more threads round differently), which
+                                   dominates at 4096+ columns; cuSOLVER is faster, but the file can then
+                                   differ from a CPU run's (last-bit differences grow through the blocks) */
     int head_bits;              /* 0: keep the output head (and a tied embedding) in 16 bits; 2..8: quantize
                                    it with the same method and groups at this many bits, calibrated on
                                    the final norm's outputs */

@@ -10,7 +10,7 @@
  *   spqr quantize MODEL -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g] [--qq-bits q]
  *                 [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]
  *                 [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2]
- *                 [--nsamples N] [--seqlen L] [--seed S] [--hessian-jitter E[,SEED]] [--json]
+ *                 [--nsamples N] [--seqlen L] [--seed S] [--hessian-jitter E[,SEED]] [--gpu-device-cholesky] [--json]
  * Common: -t/--threads N (default: all cores), --tokenizer FILE.
  * Errors are one line on stderr ("spqr: FILE: reason") and exit status 1; usage errors exit 2.
  */
@@ -27,7 +27,7 @@
 
 typedef struct {
     const char *cmd, *model, *tokenizer, *text, *prompt, *ids, *out, *protocol;
-    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch, gpu;
+    int threads, ctx, max_chunks, n_predict, n_prompt, reps, json, no_bos, seed_set, act8, batch, gpu, gpu_dchol;
     float temp, top_p;
     unsigned long long seed;
     /* quantize: -1 / NAN = the method's default */
@@ -51,7 +51,7 @@ static void usage(FILE *f) {
           "  quantize  write a compressed .spqr       -o OUT [--method spqr|gptq|rtn] [--wbits b] [--groupsize g]\n"
           "            [--qq-bits q] [--qq-groupsize g2] [--outlier-threshold t|inf] [--perm act_order|identity]\n"
           "            [--act-order] [--percdamp p] [--simplified-outliers] [--head-bits b] [--calib F1,F2,...] [--nsamples 128]\n"
-          "            [--seqlen 2048] [--seed 0] [--hessian-jitter E[,SEED]] [--json]   (defaults: see README)\n"
+          "            [--seqlen 2048] [--seed 0] [--hessian-jitter E[,SEED]] [--gpu-device-cholesky] [--json]   (defaults: see README)\n"
           "options for all: -t, --threads N (default: all cores); --tokenizer FILE (llama2.c models: default\n"
           "  tokenizer.bin, else tok<vocab>.bin, next to the checkpoint; HF directories: tokenizer.json);\n"
           "  --act8: decode one token at a time with 8-bit activations (VNNI, or the GPU's IDP4A kernel with\n"
@@ -127,6 +127,7 @@ static args parse_args(int argc, char **argv) {
         else if (!strcmp(o, "--act8")) a.act8 = 1;
         else if (!strcmp(o, "--gpu")) a.gpu = 1;
         else if (!strcmp(o, "--gpu-f16")) a.gpu = 2;
+        else if (!strcmp(o, "--gpu-device-cholesky")) a.gpu = 1, a.gpu_dchol = 1;
         else if (!strcmp(o, "--batch")) a.batch = (int)parse_long(o, VAL(), 1, 1 << 20);
         else if (!strcmp(o, "--no-bos")) a.no_bos = 1;
         else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
@@ -622,6 +623,7 @@ static int cmd_quantize(const args *a) {
     o.hessian_jitter = a->jitter;
     o.jitter_seed = a->jitter_seed;
     o.gpu = a->gpu != 0;
+    o.gpu_device_cholesky = a->gpu_dchol;
     if (a->nsamples > 0) o.nsamples = a->nsamples;
     if (a->seqlen > 0) o.seqlen = a->seqlen;
     o.seed = a->seed_set ? a->seed : 0;

@@ -318,6 +318,7 @@ spqr_status spqr_quantize(spqr_model *m, const char *out_path, const spqr_quant_
 #ifdef SPQR_CUDA
         const int hd[4] = {dim, qd, dim, hid};
         if ((st = spqr_cuda_qctx_new(NULL, (spqr_cuda_qctx **)&r.gpu, err))) goto done;
+        spqr_cuda_qctx_set_device_cholesky(r.gpu, o.gpu_device_cholesky);
         for (int i = 0; i < 4 && calibrate; i++)
             if (!(r.Hdev[i] = spqr_cuda_malloc((size_t)hd[i] * hd[i] * sizeof(float), err))) { st = err->code; goto done; }
 #else

@@ -40,7 +40,9 @@ void spqr_qresult_free(spqr_qresult *r);
 /* The upper Cholesky factor U (float [n][n], zero below the diagonal) of the damped inverse of H
  * (double [n][n], act-order permuted; dead[j] marks zero columns): LAPACK dpotrf, dpotri, dpotrf with
  * percdamp · mean|diag H| added to the diagonal, ×10 up to 5 times while H is not positive definite
- * (*damp: the damping used). SPQR_E_RANGE if it never is. */
+ * (*damp: the damping used). SPQR_E_RANGE if it never is. OpenBLAS's LAPACK rounds differently on
+ * different thread counts; the pipeline pins it to one thread (spqr_ctx_new), so CPU and --gpu runs
+ * get the same U. */
 spqr_status spqr_chol_inverse(const double *H, int n, const spqr_qparams *p, const uint8_t *dead, float *U, double *damp, spqr_error *err);
 
 /* Bits per weight by the SpQR paper's accounting: wbits + 2·qq_bits/β1 + 2·32/(β1·β2) + 32·outliers/weights
