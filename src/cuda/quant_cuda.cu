@@ -171,7 +171,7 @@ extern "C" spqr_status spqr_cuda_qctx_sync(spqr_cuda_qctx *c, spqr_error *err) {
 #define ORD_KT 16
 __global__ void __launch_bounds__(256) k_ordered(int M, int N, int K, float alpha, const float *__restrict__ A, long long a_si, long long a_sk,
                                                  const float *__restrict__ Bm, long long ldb, float *C, long long ldc, int upper) {
-    const int i0 = blockIdx.y * ORD_T, j0 = blockIdx.x * ORD_T;
+    const int i0 = blockIdx.x * ORD_T, j0 = blockIdx.y * ORD_T; /* rows on x: up to 2^31 - 1 tiles (rows ≤ 2^24), columns ≤ 65536 on y */
     if (upper && j0 + ORD_T <= i0) return;
     __shared__ __align__(16) float As[ORD_KT][ORD_T];
     __shared__ __align__(16) float Bs[ORD_KT][ORD_T];
@@ -230,7 +230,7 @@ static spqr_status ordered(spqr_cuda_qctx *c, int M, int N, int K, float alpha, 
                            float *C, long long ldc, int upper, spqr_error *err) {
     spqr_status st = SPQR_OK;
     if (M < 1 || N < 1 || K < 1) return SPQR_OK;
-    dim3 grid((unsigned)((N + ORD_T - 1) / ORD_T), (unsigned)((M + ORD_T - 1) / ORD_T));
+    dim3 grid((unsigned)((M + ORD_T - 1) / ORD_T), (unsigned)((N + ORD_T - 1) / ORD_T));
     k_ordered<<<grid, 256, 0, c->stream>>>(M, N, K, alpha, A, a_si, a_sk, Bm, ldb, C, ldc, upper);
     CKL();
     return SPQR_OK;
