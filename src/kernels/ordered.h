@@ -17,8 +17,8 @@
  * CUDA block per tile) gets exactly these bits: the generic code calls fmaf (a hardware instruction
  * on AArch64 and wherever the compiler targets FMA; glibc's correctly rounded routine elsewhere). Chunks bound the sequential sum's rounding error and
  * let a caller split K at multiples of the chunk without changing a bit.
- * upper != 0: only C[i][j] with j ≥ i is defined; entries below the diagonal are overwritten with
- * unspecified finite-input values (callers symmetrize afterwards).
+ * upper != 0: only C[i][j] with j ≥ i is defined; entries below the diagonal may be overwritten
+ * with unspecified values (callers symmetrize afterwards).
  */
 #ifndef SPQR_ORDERED_H
 #define SPQR_ORDERED_H
