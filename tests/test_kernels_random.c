@@ -756,13 +756,7 @@ static long ordered_diff(const spqr_ordered_args *g, const float *C, const float
 static void test_ordered(void) {
     /* {M, N, K, upper, A as X[k][i] (Hessian) or E[i][k] (block update)} */
     static const int shapes[][5] = {{150, 150, 1100, 1, 1}, {33, 33, 512, 1, 1}, {37, 53, 1100, 0, 0}, {96, 300, 128, 0, 0}, {5, 17, 3, 0, 1}};
-    spqr_ordered_rows_fn fns[3] = {spqr_ordered_rows_generic, NULL, NULL};
-    const char *names[3] = {"generic", "avx2", "avx512"};
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) fns[1] = spqr_ordered_rows_avx2;
-    if (__builtin_cpu_supports("avx512f")) fns[2] = spqr_ordered_rows_avx512;
-#endif
+    const spqr_cpu_kernels *ks[] = {spqr_cpu_kernels_generic(), spqr_cpu_kernels_avx2(), spqr_cpu_kernels_avx512(), spqr_cpu_kernels_neon()};
     spqr_pool *pool = spqr_pool_new(3);
     CHECK(pool != NULL);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -777,16 +771,16 @@ static void test_ordered(void) {
         memcpy(R, C0, sizeof(float) * (size_t)M * ldc);
         g.C = R;
         ordered_ref(&g, 0);
-        for (int f = 0; f < 3; f++) {
-            if (!fns[f]) continue;
+        for (size_t f = 0; f < sizeof ks / sizeof ks[0]; f++) {
+            if (!ks[f]) continue;
             memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
             g.C = C;
-            fns[f](&g, 0, 1);
+            ks[f]->ordered(&g, 0, 1);
             long bad = ordered_diff(&g, C, R);
-            CHECKF(bad == 0, "ordered %s %dx%dx%d upper %d: %ld entries differ from the definition", names[f], M, N, K, upper, bad);
+            CHECKF(bad == 0, "ordered %s %dx%dx%d upper %d: %ld entries differ from the definition", ks[f]->name, M, N, K, upper, bad);
             memcpy(C, C0, sizeof(float) * (size_t)M * ldc); /* rows split three ways: the same bits */
-            for (int t = 0; t < 3; t++) fns[f](&g, t, 3);
-            CHECKF(ordered_diff(&g, C, R) == 0, "ordered %s %dx%dx%d: rows split 3 ways differ", names[f], M, N, K);
+            for (int t = 0; t < 3; t++) ks[f]->ordered(&g, t, 3);
+            CHECKF(ordered_diff(&g, C, R) == 0, "ordered %s %dx%dx%d: rows split 3 ways differ", ks[f]->name, M, N, K);
         }
         memcpy(C, C0, sizeof(float) * (size_t)M * ldc); /* the threaded driver */
         g.C = C;

@@ -11,6 +11,7 @@
 #define SPQR_CPU_H
 
 #include "format/qmatrix.h"
+#include "kernels/ordered.h"
 
 struct spqr_qtiles;
 
@@ -39,6 +40,7 @@ typedef struct spqr_cpu_kernels {
     spqr_qdequant_fn qdequant;
     spqr_qgemv_tiles_fn qgemv_tiles; /* NULL: this ISA decodes from the file layout (qgemv) */
     spqr_qgemv_tiles_act8_fn qgemv_tiles_act8; /* NULL: no integer kernel (act8 then uses fp32) */
+    spqr_ordered_rows_fn ordered; /* the quantizer's fixed-order products (ordered.h): the same bits on every ISA */
 } spqr_cpu_kernels;
 
 /* Floats of scratch qgemv needs for v. */

@@ -51,10 +51,8 @@ void spqr_ordered_rows_generic(const spqr_ordered_args *g, int ith, int nth);
 void spqr_ordered_rows_avx2(const spqr_ordered_args *g, int ith, int nth);   /* AVX2 + FMA; x86-64 builds only */
 void spqr_ordered_rows_avx512(const spqr_ordered_args *g, int ith, int nth); /* AVX-512F; x86-64 builds only */
 
-/* The widest variant this CPU runs (SPQR_CPU=generic|avx2|avx512 forces one, as for the decode kernels). */
-spqr_ordered_rows_fn spqr_ordered_select(void);
-
-/* The whole product, its row groups split over the pool's threads (pool NULL: this thread). */
+/* The whole product with spqr_cpu_select()'s variant (kernels/cpu.h; SPQR_CPU forces one), its row
+ * groups split over the pool's threads (pool NULL: this thread). */
 void spqr_ordered_gemm(spqr_pool *pool, const spqr_ordered_args *g);
 
 #endif

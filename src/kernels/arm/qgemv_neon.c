@@ -116,7 +116,7 @@ static void gemv16_neon(const uint16_t *W, int bf16, uint32_t cols, uint32_t r0,
     }
 }
 
-static const spqr_cpu_kernels neon = {"neon", qgemv_neon, gemv16_neon, qdequant_neon, NULL, NULL};
+static const spqr_cpu_kernels neon = {"neon", qgemv_neon, gemv16_neon, qdequant_neon, NULL, NULL, spqr_ordered_rows_generic}; /* fmaf: one instruction here */
 
 const spqr_cpu_kernels *spqr_cpu_kernels_neon(void) { return &neon; } /* ASIMD is part of AArch64 */
 #endif

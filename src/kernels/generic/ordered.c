@@ -1,13 +1,12 @@
-/* ordered.c (generic) — fixed-order products (kernels/ordered.h) for the build's base ISA, the
- * run-time choice among the variants, and the threaded driver. */
+/* ordered.c (generic) — fixed-order products (kernels/ordered.h) for the build's base ISA and the
+ * threaded driver, which runs the variant of spqr_cpu_select's kernel table. */
 #include "kernels/ordered.h"
 
 #include "core/pool.h"
-
-#include <stdlib.h>
-#include <string.h>
+#include "kernels/cpu.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct { float v[16]; } ord_acc;
 typedef ord_acc ord_b;
@@ -18,26 +17,6 @@ typedef ord_acc ord_b;
 #define ORD_NAME spqr_ordered_rows_generic
 #define ORD_MR 4
 #include "kernels/ordered_body.h"
-
-#if !defined(__x86_64__)
-void spqr_ordered_rows_avx2(const spqr_ordered_args *g, int ith, int nth) { spqr_ordered_rows_generic(g, ith, nth); }
-void spqr_ordered_rows_avx512(const spqr_ordered_args *g, int ith, int nth) { spqr_ordered_rows_generic(g, ith, nth); }
-#endif
-
-spqr_ordered_rows_fn spqr_ordered_select(void) {
-    const char *want = getenv("SPQR_CPU");
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    const int has512 = __builtin_cpu_supports("avx512f"), has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (want && !strcmp(want, "generic")) return spqr_ordered_rows_generic;
-    if (want && !strcmp(want, "avx2") && has2) return spqr_ordered_rows_avx2;
-    if (has512) return spqr_ordered_rows_avx512;
-    if (has2) return spqr_ordered_rows_avx2;
-#else
-    (void)want;
-#endif
-    return spqr_ordered_rows_generic;
-}
 
 typedef struct {
     const spqr_ordered_args *g;
@@ -51,7 +30,7 @@ static void ord_task(void *arg, int ith, int nth) {
 
 void spqr_ordered_gemm(spqr_pool *pool, const spqr_ordered_args *g) {
     if (g->M < 1 || g->N < 1 || g->K < 1) return;
-    ord_job j = {g, spqr_ordered_select()};
+    ord_job j = {g, spqr_cpu_select()->ordered};
     if (pool && spqr_pool_size(pool) > 1 && g->M > SPQR_ORDERED_ROWS) spqr_pool_run(pool, ord_task, &j);
     else j.fn(g, 0, 1);
 }

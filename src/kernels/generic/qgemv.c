@@ -36,6 +36,6 @@ static void qdequant_generic(const spqr_qview *v, uint32_t r0, uint32_t r1, floa
     spqr_qview_dequant_rows(v, r0, r1, 0, out);
 }
 
-static const spqr_cpu_kernels generic = {"generic", qgemv_generic, gemv16_generic, qdequant_generic, NULL, NULL};
+static const spqr_cpu_kernels generic = {"generic", qgemv_generic, gemv16_generic, qdequant_generic, NULL, NULL, spqr_ordered_rows_generic};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_generic(void) { return &generic; }

@@ -15,7 +15,7 @@ static void qdequant_avx2(const spqr_qview *v, uint32_t r0, uint32_t r1, float *
 #undef DEQ
 }
 
-static const spqr_cpu_kernels avx2 = {"avx2", qgemv_avx2, gemv16_avx2_rows, qdequant_avx2, NULL, NULL};
+static const spqr_cpu_kernels avx2 = {"avx2", qgemv_avx2, gemv16_avx2_rows, qdequant_avx2, NULL, NULL, spqr_ordered_rows_avx2};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx2(void) {
     __builtin_cpu_init();

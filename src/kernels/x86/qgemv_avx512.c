@@ -339,9 +339,9 @@ static void qgemv_tiles_act8_avx512(const spqr_qtiles *t, uint32_t r0, uint32_t 
     }
 }
 
-static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, NULL, NULL};
-static const spqr_cpu_kernels avx512_vbmi = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, NULL};
-static const spqr_cpu_kernels avx512_vnni = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, qgemv_tiles_act8_avx512};
+static const spqr_cpu_kernels avx512 = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, NULL, NULL, spqr_ordered_rows_avx512};
+static const spqr_cpu_kernels avx512_vbmi = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, NULL, spqr_ordered_rows_avx512};
+static const spqr_cpu_kernels avx512_vnni = {"avx512", qgemv_avx512, gemv16_avx512, qdequant_avx512, qgemv_tiles_avx512, qgemv_tiles_act8_avx512, spqr_ordered_rows_avx512};
 
 const spqr_cpu_kernels *spqr_cpu_kernels_avx512(void) {
     __builtin_cpu_init();
