@@ -720,6 +720,78 @@ extern "C" void spqr_cuda_qresult_free(spqr_qresult *r) {
     r->deq = NULL;
 }
 
+
+/* U and d_j = U_jj into B_U and B_DCOL from the permuted float64 H in B_HD, by the CPU quantizer's own
+ * spqr_chol_inverse on the host: the CPU's U, bit for bit. *damp: the damping used. */
+static spqr_status host_cholesky(spqr_cuda_qctx *c, int cols, const spqr_qparams *p, const uint8_t *dead, double *damp, spqr_error *err) {
+    spqr_status st = SPQR_OK;
+    const size_t cc = (size_t)cols * cols;
+    double *hd = (double *)malloc(cc * sizeof *hd);
+    float *hu = (float *)malloc(cc * sizeof *hu);
+    if (!hd || !hu) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory for a %d x %d host Cholesky", cols, cols); goto fail; }
+    CK(cudaMemcpyAsync(hd, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToHost, c->stream));
+    CK(cudaStreamSynchronize(c->stream));
+    if ((st = spqr_chol_inverse(hd, cols, p, dead, hu, damp, err))) goto fail;
+    CK(cudaMemcpyAsync(B<float>(c, B_U), hu, cc * 4, cudaMemcpyHostToDevice, c->stream));
+    k_diag_u<<<nblk(cols, 256), 256, 0, c->stream>>>(B<float>(c, B_U), B<float>(c, B_DCOL), cols);
+    CKL();
+    CK(cudaStreamSynchronize(c->stream)); /* before hu is freed */
+fail:
+    free(hd);
+    free(hu);
+    return st;
+}
+
+/* The same with cuSOLVER (float64 potrf, potri, potrf on B_A; fill LOWER on the row-major buffer =
+ * LAPACK row-major 'U'), the damping pd·mean on the diagonal (dead columns: the mask after the
+ * permutation in B_PERM) growing ×10 up to 5 times, as spqr_chol_inverse does. */
+static spqr_status device_cholesky(spqr_cuda_qctx *c, int cols, const spqr_qparams *p, double mean, double *damp, spqr_error *err) {
+    spqr_status st = SPQR_OK;
+    const size_t cc = (size_t)cols * cols;
+    const bool spqr = p->method == SPQR_QM_SPQR;
+    int lw1 = 0, lw2 = 0, info = 0, bad = 0;
+    CK(ensure(c, B_A, cc * 8));
+    CK(ensure(c, B_INFO, 64));
+    CKS(cusolverDnDpotrf_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw1));
+    CKS(cusolverDnDpotri_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw2));
+    {
+        const int lw = lw1 > lw2 ? lw1 : lw2;
+        CK(ensure(c, B_WORK, (size_t)lw * 8));
+        double *A = B<double>(c, B_A), *work = B<double>(c, B_WORK);
+        int *dinfo = B<int>(c, B_INFO);
+        double pd = p->percdamp;
+        for (int attempt = 0; attempt < 6; attempt++, pd = pd > 0 ? pd * 10 : 1e-2) {
+            CK(cudaMemcpyAsync(A, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToDevice, c->stream));
+            k_damp<<<nblk(cols, 256), 256, 0, c->stream>>>(A, cols, pd * mean, B<unsigned char>(c, B_PERM) + (size_t)cols * 4,
+                                                           spqr ? 1.0 : 1.0 + pd * mean);
+            CKL();
+            CKS(cusolverDnDpotrf(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
+            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
+            CK(cudaStreamSynchronize(c->stream));
+            if (info != 0) continue;
+            CKS(cusolverDnDpotri(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
+            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
+            CK(cudaStreamSynchronize(c->stream));
+            if (info != 0) continue;
+            CKS(cusolverDnDpotrf(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
+            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
+            CK(cudaStreamSynchronize(c->stream));
+            if (info != 0) continue;
+            bad = 0;
+            CK(cudaMemcpyAsync(B<int>(c, B_FLAG), &bad, 4, cudaMemcpyHostToDevice, c->stream));
+            k_extract_u<<<nblk(cc, 256), 256, 0, c->stream>>>(A, B<float>(c, B_U), B<float>(c, B_DCOL), cols, B<int>(c, B_FLAG));
+            CKL();
+            CK(cudaMemcpyAsync(&bad, B<int>(c, B_FLAG), 4, cudaMemcpyDeviceToHost, c->stream));
+            CK(cudaStreamSynchronize(c->stream));
+            if (bad) continue;
+            *damp = pd;
+            return SPQR_OK;
+        }
+        return spqr_set_err(err, SPQR_E_RANGE, "Hessian is not positive definite even with damping %g", pd / 10);
+    }
+fail:
+    return st;
+}
 /* Device-to-host copy of a large buffer into pageable memory: chunks through two pinned buffers, the
  * host memcpy of one chunk overlapping the transfer of the next (a plain pageable cudaMemcpy into
  * freshly allocated memory ran at ~1.4 GB/s). Synchronous. */
@@ -784,10 +856,8 @@ extern "C" spqr_status spqr_cuda_quantize_matrix_dev(spqr_cuda_qctx *c, const fl
     int32_t *perm = NULL;
     uint8_t *dead = NULL;
     unsigned *cnt = NULL;
-    double *hd = NULL; /* host Cholesky: the permuted H, then U */
-    float *hu = NULL;
     uint8_t *blob = NULL;
-    int first = 0x7fffffff, bad = 0, info = 0;
+    int first = 0x7fffffff;
     float tau_abs = INFINITY;
     spqr_qlayout lay;
     char why[160];
@@ -852,68 +922,14 @@ extern "C" spqr_status spqr_cuda_quantize_matrix_dev(spqr_cuda_qctx *c, const fl
     /* ---- damped Cholesky inverse, U, τ ---- */
     if (feedback) {
         CK(ensure(c, B_HD, cc * 8));
-        if (c->device_chol) CK(ensure(c, B_A, cc * 8));
         CK(ensure(c, B_U, cc * 4));
-        CK(ensure(c, B_INFO, 64));
         k_gather_h<<<nblk(cc, 256), 256, 0, c->stream>>>(H, B<double>(c, B_HD), cols, use_perm ? B<int>(c, B_PERM) : NULL);
         CKL();
-        if (!c->device_chol) { /* the CPU's own factorization of the same permuted float64 H: the CPU's U, bit for bit */
-            hd = (double *)malloc(cc * sizeof *hd);
-            hu = (float *)malloc(cc * sizeof *hu);
-            if (!hd || !hu) { st = spqr_set_err(err, SPQR_E_NOMEM, "out of memory for a %d x %d host Cholesky", cols, cols); goto fail; }
-            CK(cudaMemcpyAsync(hd, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToHost, c->stream));
-            CK(cudaStreamSynchronize(c->stream));
-            if ((st = spqr_chol_inverse(hd, cols, p, dead, hu, &out->percdamp_used, err))) goto fail;
-            CK(cudaMemcpyAsync(B<float>(c, B_U), hu, cc * 4, cudaMemcpyHostToDevice, c->stream));
-            k_diag_u<<<nblk(cols, 256), 256, 0, c->stream>>>(B<float>(c, B_U), B<float>(c, B_DCOL), cols);
-            CKL();
-            CK(cudaStreamSynchronize(c->stream)); /* hu is freed at the end: the copy must be done first anyway */
-        }
         double mean = 0;
         for (int i = 0; i < cols; i++) mean += fabs((double)dg[perm[i]]);
         mean /= cols;
-        int lw1 = 0, lw2 = 0;
-        if (c->device_chol) {
-            CKS(cusolverDnDpotrf_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw1));
-            CKS(cusolverDnDpotri_bufferSize(c->sol, CUBLAS_FILL_MODE_LOWER, cols, B<double>(c, B_A), cols, &lw2));
-        }
-        int lw = lw1 > lw2 ? lw1 : lw2;
-        if (c->device_chol) CK(ensure(c, B_WORK, (size_t)lw * 8));
-        double *A = B<double>(c, B_A), *work = B<double>(c, B_WORK);
-        int *dinfo = B<int>(c, B_INFO);
-        double pd = p->percdamp;
-        bool ok = !c->device_chol;
-        for (int attempt = 0; attempt < 6 && !ok; attempt++, pd = pd > 0 ? pd * 10 : 1e-2) {
-            CK(cudaMemcpyAsync(A, B<double>(c, B_HD), cc * 8, cudaMemcpyDeviceToDevice, c->stream));
-            k_damp<<<nblk(cols, 256), 256, 0, c->stream>>>(A, cols, pd * mean, B<unsigned char>(c, B_PERM) + (size_t)cols * 4,
-                                                           spqr ? 1.0 : 1.0 + pd * mean);
-            CKL();
-            CKS(cusolverDnDpotrf(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
-            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
-            CK(cudaStreamSynchronize(c->stream));
-            if (info != 0) continue;
-            CKS(cusolverDnDpotri(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
-            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
-            CK(cudaStreamSynchronize(c->stream));
-            if (info != 0) continue;
-            CKS(cusolverDnDpotrf(c->sol, CUBLAS_FILL_MODE_LOWER, cols, A, cols, work, lw, dinfo));
-            CK(cudaMemcpyAsync(&info, dinfo, 4, cudaMemcpyDeviceToHost, c->stream));
-            CK(cudaStreamSynchronize(c->stream));
-            if (info != 0) continue;
-            bad = 0;
-            CK(cudaMemcpyAsync(B<int>(c, B_FLAG), &bad, 4, cudaMemcpyHostToDevice, c->stream));
-            k_extract_u<<<nblk(cc, 256), 256, 0, c->stream>>>(A, B<float>(c, B_U), B<float>(c, B_DCOL), cols, B<int>(c, B_FLAG));
-            CKL();
-            CK(cudaMemcpyAsync(&bad, B<int>(c, B_FLAG), 4, cudaMemcpyDeviceToHost, c->stream));
-            CK(cudaStreamSynchronize(c->stream));
-            if (bad) continue;
-            ok = true;
-            out->percdamp_used = pd;
-        }
-        if (!ok) {
-            st = spqr_set_err(err, SPQR_E_RANGE, "Hessian is not positive definite even with damping %g", pd / 10);
-            goto fail;
-        }
+        st = c->device_chol ? device_cholesky(c, cols, p, mean, &out->percdamp_used, err) : host_cholesky(c, cols, p, dead, &out->percdamp_used, err);
+        if (st) goto fail;
         if (spqr && isfinite(p->outlier_threshold) && rows > 1) {
             CK(ensure(c, B_COLACC, (size_t)cols * 8));
             k_colvar<<<nblk(cols, 128), 128, 0, c->stream>>>(B<float>(c, B_WP), B<float>(c, B_DCOL), rows, cols, B<double>(c, B_COLACC));
@@ -1139,8 +1155,6 @@ done:
     free(dead);
     free(cnt);
     free(part);
-    free(hd);
-    free(hu);
     return st;
 }
 
